@@ -1,0 +1,142 @@
+"""JSON values as the contract sees them (section 3): leaves, equality, types, canonical JSON.
+
+A record is the set of its non-null leaves, `dotted path -> value`, where a leaf is a scalar or an
+array. This module is the reference every engine is checked against, and the code the engines
+call for the few records whose bytes differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+JSONValue = Any  # dict | list | str | int | float | bool | None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> JSONValue:
+    """Parse JSON exactly: integers of any size stay `int`; NaN/Infinity are rejected."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def canonical_json(value: JSONValue) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the form behind `event_id` and the Kafka key."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compact_json(value: JSONValue) -> str:
+    """Member order kept, no spaces: how payloads re-serialised by an engine are written."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_number(value: JSONValue) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def json_type(value: JSONValue) -> str:
+    """`string`, `number`, `boolean`, `array`, `object` or `null`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if is_number(value):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def normalize(value: JSONValue) -> Any:
+    """A hashable form in which two values are equal exactly when the contract says so.
+
+    Objects lose their null members and member order (an all-null object becomes None),
+    numbers compare by value with integers kept exact, and no type equals another.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, int):
+        return ("n", value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return ("n", int(value))  # exact: 1.0 == 1, 2**53 as float == 2**53 as int
+        return ("n", value)
+    if isinstance(value, list):
+        return ("a", tuple(normalize(item) for item in value))
+    if isinstance(value, dict):
+        members = tuple(
+            sorted((k, n) for k, v in value.items() if (n := normalize(v)) is not None)
+        )
+        return ("o", members) if members else None
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def values_equal(a: JSONValue, b: JSONValue) -> bool:
+    return normalize(a) == normalize(b)
+
+
+def leaves(record: Mapping[str, JSONValue], prefix: str = "") -> dict[str, JSONValue]:
+    """`dotted path -> value` for every non-null leaf (scalar or array) of a record."""
+    out: dict[str, JSONValue] = {}
+    for name, value in record.items():
+        path = f"{prefix}{name}"
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            out.update(leaves(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def is_ignored(path: str, ignored: Iterable[str]) -> bool:
+    """A leaf is ignored when its path is an ignored path or lies under one."""
+    return any(path == p or path.startswith(p + ".") for p in ignored)
+
+
+def comparable_leaves(
+    record: Mapping[str, JSONValue], ignored: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Normalised leaves, ignored fields left out: equal records give equal dicts."""
+    ignored = tuple(ignored)
+    return {
+        path: normalize(value)
+        for path, value in leaves(record).items()
+        if not (ignored and is_ignored(path, ignored))
+    }
+
+
+def changed_paths(
+    before: Mapping[str, JSONValue], after: Mapping[str, JSONValue], ignored: Iterable[str] = ()
+) -> list[str]:
+    """Sorted dotted paths of the leaves that differ; empty when the records are equal."""
+    a = comparable_leaves(before, ignored)
+    b = comparable_leaves(after, ignored)
+    return sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
+
+
+def leaf_types(record: Mapping[str, JSONValue]) -> dict[str, str]:
+    """`dotted path -> JSON type` of every non-null leaf (for schema drift)."""
+    return {path: json_type(value) for path, value in leaves(record).items()}
+
+
+def get_path(record: Mapping[str, JSONValue], path: str) -> JSONValue:
+    """The value at a dotted path, or None when any step is absent or not an object."""
+    value: JSONValue = record
+    for step in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
