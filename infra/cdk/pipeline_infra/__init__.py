@@ -1,0 +1,1 @@
+"""CDK constructs of the diffs pipeline (see infra/cdk/README.md)."""

@@ -1,0 +1,525 @@
+"""The deployment's configuration: CDK context (cdk.json or `-c key=value`) -> a frozen dataclass.
+
+Every knob has a default, so `cdk synth` works in a fresh clone with no context at all. Values
+given on the command line arrive as strings (`-c key_fields=tenant,id`), values in cdk.json may be
+JSON lists, numbers or booleans: both are accepted. Anything invalid raises `ConfigError` naming the
+context key, the value and what is expected, before a single construct is built.
+
+The table in infra/cdk/README.md documents every key; `FIELDS` below is its source of truth
+(config_test.py checks that the README lists each key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from diffcore.layout import DEFAULT_QUEUE_NAME
+
+
+class ConfigError(ValueError):
+    """A context value is missing, malformed or inconsistent with another one."""
+
+
+BAD_RECORDS_MODES = ("fail", "quarantine")
+ALLOW_EMPTY_MODES = ("none", "before", "after", "both")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X", "G.025X")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# Fargate CPU units -> allowed memory (MiB).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+# Longest region name (ap-southeast-3, ap-northeast-1, ...) and account id, for default bucket names.
+_MAX_REGION_LEN = 14
+_ACCOUNT_LEN = 12
+# The roles of the buckets, used in their default names: <prefix>-<role>-<account>-<region>.
+BUCKET_ROLES = ("ontem", "hoje", "diffs", "logs", "glue-temp")
+
+_TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+_FIELD_RE = re.compile(r"^[^,\s]+$")
+_VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+_ECR_URI_RE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repo>[a-z0-9._/-]+?)(?::(?P<tag>[\w.-]+)|@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CIDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class EcrImage:
+    """An image in ECR, parsed from `publisher_image_uri`."""
+
+    account: str
+    region: str
+    repository: str
+    tag_or_digest: str
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the stack needs to know; see README's context table for each field."""
+
+    # Naming
+    stack_name: str = "DiffsPipeline"
+    name_prefix: str = "diffs-pipeline"
+    # Input buckets: created (with the given or the default name) or imported by name.
+    before_bucket_name: str = ""
+    import_before_bucket: bool = False
+    before_prefix: str = ""
+    after_bucket_name: str = ""
+    import_after_bucket: bool = False
+    after_prefix: str = ""
+    # Output
+    diffs_bucket_name: str = ""
+    diffs_expiration_days: int = 90
+    diffs_noncurrent_expiration_days: int = 30
+    access_log_expiration_days: int = 365
+    glue_temp_expiration_days: int = 7
+    # The diff
+    key_fields: tuple[str, ...] = ("id",)
+    ignore_fields: tuple[str, ...] = ()
+    bad_records: str = "fail"
+    allow_empty: str = "none"
+    # Schedules
+    timezone: str = "UTC"
+    glue_time: str = "00:30"
+    publisher_time: str = "02:00"
+    schedule_retry_attempts: int = 2
+    # Glue job
+    glue_job_name: str = ""  # default: <name_prefix>-diff
+    glue_script_path: str = "apps/glue_job/glue_job/main.py"
+    diffcore_wheel_path: str = "dist/diffcore-0.1.0-py3-none-any.whl"
+    diffcore_source_path: str = "libs/diffcore/diffcore"
+    glue_additional_python_modules: str = ""
+    glue_worker_type: str = "G.1X"
+    glue_number_of_workers: int = 2
+    glue_timeout_minutes: int = 0  # 0: the gap between the two schedules minus 5 minutes
+    # Queue
+    queue_name: str = DEFAULT_QUEUE_NAME
+    queue_max_receive_count: int = 5
+    # Kafka
+    kafka_bootstrap_servers: str = ""
+    kafka_topic: str = "diffs-events"
+    kafka_security_protocol: str = "SASL_SSL"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_ports: tuple[int, ...] = (9092, 9094, 9096)
+    kafka_broker_cidr: str = "0.0.0.0/0"
+    kafka_secret_arn: str = ""
+    # Publisher task
+    publisher_image_uri: str = ""
+    publisher_dockerfile: str = "apps/kafka_publisher/Dockerfile"
+    publisher_pex_path: str = "dist/apps.kafka_publisher/kafka_publisher.pex"
+    publisher_cpu: int = 512
+    publisher_memory_mib: int = 1024
+    cluster_name: str = ""
+    # Network
+    vpc_id: str = ""
+    subnet_ids: tuple[str, ...] = ()
+    nat_gateways: int = 0
+    assign_public_ip: bool | None = None  # None: yes in a created VPC without NAT, else no
+    # Observability
+    alarm_email: str = ""
+    log_retention_days: int = 30
+    # Where relative paths (script, wheel, Docker context) are resolved; "" = found automatically.
+    repo_root: str = ""
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def job_name(self) -> str:
+        return self.glue_job_name or f"{self.name_prefix}-diff"
+
+    @property
+    def glue_minutes(self) -> int:
+        return _minutes(self.glue_time)
+
+    @property
+    def publisher_minutes(self) -> int:
+        return _minutes(self.publisher_time)
+
+    @property
+    def effective_glue_timeout(self) -> int:
+        """Minutes: the job is stopped (TIMEOUT, alarm) before the publisher starts."""
+        if self.glue_timeout_minutes:
+            return self.glue_timeout_minutes
+        return self.publisher_minutes - self.glue_minutes - 5
+
+    def cron(self, hhmm: str) -> str:
+        """EventBridge Scheduler cron expression for a daily run at HH:MM (in `timezone`)."""
+        hours, minutes = hhmm.split(":")
+        return f"cron({int(minutes)} {int(hours)} * * ? *)"
+
+    @property
+    def uses_sasl(self) -> bool:
+        """SASL_SSL / SASL_PLAINTEXT: the task gets KAFKA_USERNAME / KAFKA_PASSWORD from the
+        secret. Other protocols get no credentials (the publisher refuses credentials without
+        SASL), and no secret is created."""
+        return self.kafka_security_protocol.startswith("SASL")
+
+    @property
+    def creates_vpc(self) -> bool:
+        return not self.vpc_id
+
+    @property
+    def public_ip(self) -> bool:
+        if self.assign_public_ip is not None:
+            return self.assign_public_ip
+        return self.creates_vpc and self.nat_gateways == 0
+
+    @property
+    def ecr_image(self) -> EcrImage | None:
+        match = _ECR_URI_RE.match(self.publisher_image_uri)
+        if not match:
+            return None
+        return EcrImage(
+            account=match["account"],
+            region=match["region"],
+            repository=match["repo"],
+            tag_or_digest=match["tag"] or match["digest"] or "latest",
+        )
+
+    def bucket_name(self, role: str) -> str:
+        """The literal name configured for a bucket role, or "" (then the stack uses the default
+        `<name_prefix>-<role>-<account>-<region>`)."""
+        return {
+            "ontem": self.before_bucket_name,
+            "hoje": self.after_bucket_name,
+            "diffs": self.diffs_bucket_name,
+        }.get(role, "")
+
+    def resolve(self, path: str) -> Path:
+        """A configured path, absolute or relative to the repository root."""
+        candidate = Path(path)
+        if candidate.is_absolute():
+            return candidate
+        return Path(self.repo_root or find_repo_root()) / candidate
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_context(cls, get: Any) -> PipelineConfig:
+        """Build from a context getter: `node.try_get_context` or a mapping's `.get`."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = get(f.name)
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        unknown = [k for k in _known_context_keys(get) if k not in FIELDS and not _is_cdk_key(k)]
+        if unknown:
+            raise ConfigError(
+                f"unknown context key(s): {', '.join(sorted(unknown))}; "
+                f"known keys: {', '.join(FIELDS)}"
+            )
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, Any]) -> PipelineConfig:
+        getter = _MappingGetter(context)
+        return cls.from_context(getter)
+
+    def validate(self) -> None:  # noqa: C901 - one flat list of checks reads best
+        err: list[str] = []
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,127}$", self.stack_name):
+            err.append(f"stack_name={self.stack_name!r}: a CloudFormation stack name")
+        if not _PREFIX_RE.match(self.name_prefix) or len(self.name_prefix) > 20:
+            err.append(
+                f"name_prefix={self.name_prefix!r}: lowercase letters, digits and '-', "
+                "at most 20 characters (it starts the default bucket names)"
+            )
+        for role, name in (
+            ("ontem", self.before_bucket_name),
+            ("hoje", self.after_bucket_name),
+            ("diffs", self.diffs_bucket_name),
+        ):
+            if name and (not _BUCKET_RE.match(name) or ".." in name):
+                err.append(
+                    f"bucket name {name!r} ({role}) is not a valid S3 bucket name "
+                    "(3-63 characters: lowercase letters, digits, '.', '-'; no '_')"
+                )
+        if self.import_before_bucket and not self.before_bucket_name:
+            err.append("import_before_bucket=true needs before_bucket_name")
+        if self.import_after_bucket and not self.after_bucket_name:
+            err.append("import_after_bucket=true needs after_bucket_name")
+        names = [
+            n
+            for n in (self.before_bucket_name, self.after_bucket_name, self.diffs_bucket_name)
+            if n
+        ]
+        if len(names) != len(set(names)):
+            err.append("before, after and diffs buckets must be three different buckets")
+        for key in ("before_prefix", "after_prefix"):
+            value = getattr(self, key)
+            if value and (value.startswith("/") or "*" in value):
+                err.append(
+                    f"{key}={value!r}: a key prefix such as 'exports/daily/' (no leading "
+                    "'/', no '*')"
+                )
+        if not self.key_fields:
+            err.append("key_fields: at least one key field is required")
+        for name in self.key_fields + self.ignore_fields:
+            if not _FIELD_RE.match(name):
+                err.append(f"field name {name!r}: no commas or spaces")
+        clash = set(self.key_fields) & set(self.ignore_fields)
+        if clash:
+            err.append(f"ignore_fields may not hold key fields: {', '.join(sorted(clash))}")
+        if self.bad_records not in BAD_RECORDS_MODES:
+            err.append(f"bad_records={self.bad_records!r}: one of {', '.join(BAD_RECORDS_MODES)}")
+        if self.allow_empty not in ALLOW_EMPTY_MODES:
+            err.append(f"allow_empty={self.allow_empty!r}: one of {', '.join(ALLOW_EMPTY_MODES)}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            err.append(
+                f"timezone={self.timezone!r}: an IANA time zone such as 'UTC' or "
+                "'America/Sao_Paulo'"
+            )
+        times_ok = True
+        for key in ("glue_time", "publisher_time"):
+            if not _TIME_RE.match(getattr(self, key)):
+                err.append(f"{key}={getattr(self, key)!r}: a time of day HH:MM (24 h)")
+                times_ok = False
+        if times_ok:
+            gap = self.publisher_minutes - self.glue_minutes
+            if gap < 15:
+                err.append(
+                    f"glue_time={self.glue_time} must precede publisher_time="
+                    f"{self.publisher_time} on the same day by at least 15 minutes, so "
+                    "the diff is complete before the publisher starts"
+                )
+            elif not 1 <= self.effective_glue_timeout <= gap:
+                err.append(
+                    f"glue_timeout_minutes={self.glue_timeout_minutes}: between 1 and "
+                    f"{gap} (the gap between glue_time and publisher_time)"
+                )
+        if not 0 <= self.schedule_retry_attempts <= 185:
+            err.append("schedule_retry_attempts: 0..185")
+        if not _JOB_NAME_RE.match(self.job_name):
+            err.append(f"glue_job_name={self.job_name!r}: letters, digits, '-', '_'")
+        if self.glue_worker_type not in GLUE_WORKER_TYPES:
+            err.append(
+                f"glue_worker_type={self.glue_worker_type!r}: one of "
+                f"{', '.join(GLUE_WORKER_TYPES)}"
+            )
+        if not 2 <= self.glue_number_of_workers <= 299:
+            err.append("glue_number_of_workers: 2..299")
+        if not re.match(r"^[a-zA-Z0-9_-]{1,75}$", self.queue_name):
+            err.append(
+                f"queue_name={self.queue_name!r}: letters, digits, '-', '_' (<= 75, the "
+                "dead-letter queue adds '-dlq')"
+            )
+        if not 1 <= self.queue_max_receive_count <= 1000:
+            err.append("queue_max_receive_count: 1..1000")
+        for server in filter(None, self.kafka_bootstrap_servers.split(",")):
+            if not re.match(r"^[A-Za-z0-9.-]+:\d{1,5}$", server.strip()):
+                err.append(f"kafka_bootstrap_servers: {server!r} is not host:port")
+        if not re.match(r"^[A-Za-z0-9._-]{1,249}$", self.kafka_topic):
+            err.append(f"kafka_topic={self.kafka_topic!r}: a Kafka topic name")
+        if self.kafka_security_protocol not in SECURITY_PROTOCOLS:
+            err.append(
+                f"kafka_security_protocol={self.kafka_security_protocol!r}: one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}"
+            )
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            err.append(
+                f"kafka_sasl_mechanism={self.kafka_sasl_mechanism!r}: one of "
+                f"{', '.join(m or '(empty)' for m in SASL_MECHANISMS)}"
+            )
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
+            err.append("kafka_sasl_mechanism is required with a SASL security protocol")
+        if not self.kafka_ports or any(not 1 <= p <= 65535 for p in self.kafka_ports):
+            err.append(f"kafka_ports={self.kafka_ports!r}: one or more TCP ports")
+        cidr = _CIDR_RE.match(self.kafka_broker_cidr)
+        if not cidr or any(int(o) > 255 for o in cidr.groups()[:4]) or int(cidr[5]) > 32:
+            err.append(f"kafka_broker_cidr={self.kafka_broker_cidr!r}: an IPv4 CIDR")
+        if self.kafka_secret_arn and not self.kafka_security_protocol.startswith("SASL"):
+            err.append("kafka_secret_arn is only used with a SASL kafka_security_protocol")
+        if self.kafka_secret_arn and not _SECRET_ARN_RE.match(self.kafka_secret_arn):
+            err.append(
+                f"kafka_secret_arn={self.kafka_secret_arn!r}: the complete ARN of a "
+                "Secrets Manager secret"
+            )
+        if self.publisher_cpu not in FARGATE_SIZES:
+            err.append(
+                f"publisher_cpu={self.publisher_cpu}: one of "
+                f"{', '.join(map(str, FARGATE_SIZES))}"
+            )
+        elif self.publisher_memory_mib not in FARGATE_SIZES[self.publisher_cpu]:
+            err.append(
+                f"publisher_memory_mib={self.publisher_memory_mib} is not valid with "
+                f"publisher_cpu={self.publisher_cpu}"
+            )
+        if self.cluster_name and not re.match(r"^[A-Za-z0-9_-]{1,255}$", self.cluster_name):
+            err.append(f"cluster_name={self.cluster_name!r}: letters, digits, '-', '_'")
+        if self.vpc_id and not _VPC_RE.match(self.vpc_id):
+            err.append(f"vpc_id={self.vpc_id!r}: vpc-xxxxxxxx")
+        if self.subnet_ids and not self.vpc_id:
+            err.append("subnet_ids needs vpc_id (a created VPC chooses its own subnets)")
+        for subnet in self.subnet_ids:
+            if not _SUBNET_RE.match(subnet):
+                err.append(f"subnet_ids: {subnet!r} is not subnet-xxxxxxxx")
+        if not 0 <= self.nat_gateways <= 2:
+            err.append("nat_gateways: 0, 1 or 2 (used only when the VPC is created)")
+        if self.vpc_id and self.nat_gateways:
+            err.append("nat_gateways applies to a created VPC only; drop it with vpc_id")
+        if self.alarm_email and not _EMAIL_RE.match(self.alarm_email):
+            err.append(f"alarm_email={self.alarm_email!r}: an e-mail address")
+        for key in ("log_retention_days",):
+            if getattr(self, key) not in LOG_RETENTION_DAYS:
+                err.append(
+                    f"{key}={getattr(self, key)}: one of CloudWatch's retention periods "
+                    f"({', '.join(map(str, LOG_RETENTION_DAYS))})"
+                )
+        for key in (
+            "diffs_expiration_days",
+            "access_log_expiration_days",
+            "glue_temp_expiration_days",
+            "diffs_noncurrent_expiration_days",
+        ):
+            if getattr(self, key) < 1:
+                err.append(f"{key}: at least 1 day")
+        if err:
+            raise ConfigError("invalid CDK context:\n  - " + "\n  - ".join(err))
+
+
+# The context keys, in the dataclass' order (the README's table follows it).
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfig))
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _is_cdk_key(key: str) -> bool:
+    # CDK's own context: feature flags (@aws-cdk/...), aws:cdk:*, lookups (vpc-provider:...).
+    return (
+        key.startswith(("@", "aws:", "aws-cdk:", "cdk", "cli-"))
+        or ":" in key
+        or key == "acknowledged-issue-numbers"
+    )
+
+
+def _known_context_keys(get: Any) -> list[str]:
+    keys = getattr(get, "keys", None)
+    return list(keys()) if callable(keys) else []
+
+
+class _MappingGetter:
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self._context = context
+
+    def __call__(self, key: str) -> Any:
+        return self._context.get(key)
+
+    def keys(self) -> list[str]:
+        return list(self._context)
+
+
+def _coerce(name: str, annotation: Any, raw: Any) -> Any:
+    """Turn a context value (string from `-c`, or JSON from cdk.json) into the field's type."""
+    kind = str(annotation)
+    try:
+        if kind == "bool":
+            return _to_bool(raw)
+        if kind == "bool | None":
+            if raw in ("", "auto"):
+                return None
+            return _to_bool(raw)
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not a number")
+            return int(raw)
+        if kind == "tuple[str, ...]":
+            return _to_list(raw)
+        if kind == "tuple[int, ...]":
+            return tuple(int(v) for v in _to_list(raw))
+        if not isinstance(raw, str):
+            raise ValueError("expected a string")
+        return raw.strip()
+    except ValueError as exc:
+        raise ConfigError(f"context {name}={raw!r}: {exc} (expected {kind})") from exc
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _to_list(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, (list, tuple)):
+        items = [str(v).strip() for v in raw]
+    else:
+        items = [part.strip() for part in str(raw).split(",")]
+    return tuple(item for item in items if item)
+
+
+def find_repo_root() -> Path:
+    """The monorepo's root: the nearest folder holding pants.toml or libs/diffcore, looking up
+    from the working directory first (the CDK CLI runs in infra/cdk; `pants run` in the build
+    root; a PEX unpacks its sources elsewhere), then from this file."""
+    starts = [Path.cwd().resolve(), Path(__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / "pants.toml").is_file() or (folder / "libs" / "diffcore").is_dir():
+                return folder
+    raise ConfigError(
+        "cannot find the repository root (a folder with pants.toml or "
+        "libs/diffcore) above the working directory; set the context key repo_root"
+    )
+
+
+__all__ = [
+    "ConfigError",
+    "EcrImage",
+    "FIELDS",
+    "PipelineConfig",
+    "find_repo_root",
+]
