@@ -1,0 +1,149 @@
+"""Structured JSON logs (one object per line, on stdout) and CloudWatch Embedded Metric Format.
+
+Every line, including librdkafka's own log lines (routed here with the `logger` producer
+property), tracebacks and error messages, passes through `Redactor.scrub`: every secret value
+known to the run is replaced by `***` before anything is written.
+
+EMF: `emit_metrics` writes one JSON line with an `_aws` member; CloudWatch Logs (the ECS awslogs
+driver writes stdout there) turns its values into metrics under `METRIC_NAMESPACE`, dimension
+`Topic`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+LOGGER_NAME = "kafka_publisher"
+METRIC_NAMESPACE = "DiffsPipeline/Publisher"
+REDACTED = "***"
+
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class Redactor:
+    """Replaces every registered secret value in a text (longest first)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self._lock = threading.Lock()
+        self.add(*secrets)
+
+    def add(self, *secrets: str | None) -> None:
+        with self._lock:
+            for secret in secrets:
+                if secret and secret not in self._secrets:
+                    self._secrets.append(secret)
+            self._secrets.sort(key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", ...extra fields}`; secrets scrubbed from the whole line."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRS and not name.startswith("_"):
+                out[name] = value
+        if record.exc_info:
+            out["traceback"] = "".join(traceback.format_exception(*record.exc_info))
+        return self.redactor.scrub(json.dumps(out, default=str, ensure_ascii=False))
+
+
+class _StreamHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is at emit time (pytest's capsys swaps it)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return self._fixed or sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO | None) -> None:
+        self._fixed = value
+
+
+def setup_logging(
+    level: str = "INFO", redactor: Redactor | None = None, stream: TextIO | None = None
+) -> logging.Logger:
+    """Configure the `kafka_publisher` logger (idempotent: replaces its handlers)."""
+    redactor = redactor or Redactor()
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(redactor))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
+
+
+def get_logger(name: str = "") -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+
+
+def emf_line(
+    metrics: Mapping[str, tuple[float, str]],
+    dimensions: Mapping[str, str],
+    properties: Mapping[str, Any] | None = None,
+    namespace: str = METRIC_NAMESPACE,
+    timestamp_ms: int | None = None,
+) -> str:
+    """One Embedded Metric Format line: `metrics` is `name -> (value, unit)`."""
+    doc: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": n, "Unit": unit} for n, (_, unit) in metrics.items()],
+                }
+            ],
+        }
+    }
+    doc.update(properties or {})
+    doc.update(dimensions)
+    doc.update({n: value for n, (value, _) in metrics.items()})
+    return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def emit_metrics(
+    metrics: Mapping[str, tuple[float, str]],
+    dimensions: Mapping[str, str],
+    properties: Mapping[str, Any] | None = None,
+    redactor: Redactor | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    line = emf_line(metrics, dimensions, properties)
+    if redactor is not None:
+        line = redactor.scrub(line)
+    out = stream or sys.stdout
+    out.write(line + "\n")
+    out.flush()

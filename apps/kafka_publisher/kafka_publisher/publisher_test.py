@@ -1,0 +1,403 @@
+"""End to end, with real components: moto_server (S3) and a Tansu broker, both on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+
+from diffcore import layout, store
+from diffcore.events import kafka_key, parse_event
+from kafka_publisher import checkpoints
+from kafka_publisher.errors import EXIT_BAD_DATA, EXIT_DELIVERY, EXIT_NOT_READY, EXIT_OK
+from kafka_publisher.main import main
+from tests.support.diffs import make_events, write_day, write_file, write_manifest
+from tests.support.services import (
+    FAKE_AWS,
+    consume_all,
+    create_topics,
+    free_port,
+    moto_server,
+    tansu_broker,
+)
+
+D1 = "2026-11-25"
+D2 = "2026-11-26"
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[tuple[str, str]]:
+    with moto_server() as endpoint, tansu_broker() as bootstrap:
+        aws_env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": FAKE_AWS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": FAKE_AWS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": FAKE_AWS["region_name"],
+        }
+        with mock.patch.dict(os.environ, aws_env):
+            yield endpoint, bootstrap
+
+
+@pytest.fixture()
+def day(services: tuple[str, str]) -> dict[str, str]:
+    """A fresh bucket and topic; the publisher's environment for them."""
+    endpoint, bootstrap = services
+    bucket = f"diffs-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint, **FAKE_AWS).create_bucket(Bucket=bucket)
+    topic = f"changes-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, {topic: PARTITIONS})
+    return {
+        "DIFFS_LOCATION": f"s3://{bucket}/diffs",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_PROP_MESSAGE_TIMEOUT_MS": "5000",
+        "RUN_DATE": D1,
+    }
+
+
+def run(env: dict[str, str], *argv: str) -> int:
+    with mock.patch.dict(os.environ, env):
+        return main(list(argv))
+
+
+def lines_of(diffs: str, run_date: str, name: str) -> list[bytes]:
+    body = store.read_bytes(store.join(layout.run_folder(diffs, run_date), name))
+    if name.endswith(".gz"):
+        body = gzip.decompress(body)
+    return body.split(b"\n")[:-1]
+
+
+def consume(env: dict[str, str], expected: int) -> list[Any]:
+    return consume_all(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"], expected=expected, idle_timeout=1.0
+    )
+
+
+def checkpoint_names(env: dict[str, str], run_date: str) -> list[str]:
+    folder = store.join(env["DIFFS_LOCATION"], layout.PUBLISHED_PREFIX, run_date)
+    return [store.basename(p) for p in store.list_files(folder)]
+
+
+def test_publishes_every_event_once_with_key_value_headers_and_order(day: dict[str, str]) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    # the same 300 keys change on two days: per-key order must hold across the days too
+    m1 = write_day(diffs, D1, make_events(D1, 300), records_per_file=120)
+    m2 = write_day(diffs, D2, make_events(D2, 300), records_per_file=120, gzip=True)
+    assert run(day) == EXIT_OK
+    assert run({**day, "RUN_DATE": ""}, "--run-date", D2) == EXIT_OK
+
+    expected: dict[tuple[str, str], list[bytes]] = {}
+    for m in (m1, m2):
+        for f in m.files:
+            expected[(m.run_date, f.name)] = lines_of(diffs, m.run_date, f.name)
+    total = sum(len(v) for v in expected.values())
+    messages = consume(day, total)
+    assert len(messages) == total  # every event once (no duplicate arrived within the idle wait)
+
+    by_partition: dict[int, list[Any]] = defaultdict(list)
+    seen_values = []
+    for msg in messages:
+        headers = dict(msg.headers())
+        assert [h for h, _ in msg.headers()] == ["op", "run_date", "event_id", "source_file"]
+        event = parse_event(msg.value())  # a valid change event, byte-identical to a file line
+        assert msg.key() == kafka_key(event.key)
+        assert headers == {
+            "op": event.op.encode(),
+            "run_date": event.run_date.encode(),
+            "event_id": event.event_id.encode(),
+            "source_file": headers["source_file"],
+        }
+        file_lines = expected[(event.run_date, headers["source_file"].decode())]
+        assert msg.value() in file_lines
+        seen_values.append(msg.value())
+        by_partition[msg.partition()].append(msg)
+    assert sorted(seen_values) == sorted(v for vs in expected.values() for v in vs)
+    assert len(by_partition) == PARTITIONS
+
+    # order: within a partition, (run date, file, line) only goes forward; a key's changes
+    # follow the days
+    for msgs in by_partition.values():
+        positions = []
+        for msg in msgs:
+            h = dict(msg.headers())
+            rd, src = h["run_date"].decode(), h["source_file"].decode()
+            positions.append((rd, src, expected[(rd, src)].index(msg.value())))
+        assert positions == sorted(positions)
+    per_key: dict[bytes, list[str]] = defaultdict(list)
+    for msg in messages:
+        per_key[msg.key()].append(dict(msg.headers())["run_date"].decode())
+    assert all(days == [D1, D2] for days in per_key.values())
+    assert len({m.partition() for m in messages if m.key() == messages[0].key()}) == 1
+
+    cps = [checkpoints.load(diffs, D1, f.name) for f in m1.files]
+    assert [c.sha256 for c in cps if c] == [f.sha256 for f in m1.files]
+    assert [c.messages for c in cps if c] == [f.records for f in m1.files]
+
+
+def test_rerun_after_success_publishes_nothing(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 50), records_per_file=20)
+    assert run(day) == EXIT_OK
+    assert len(consume(day, 50)) == 50
+    capsys.readouterr()
+    # the rerun does not even need Kafka: every file has a matching checkpoint
+    assert run({**day, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}) == EXIT_OK
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(1 for o in out if o.get("msg") == "file skipped: already published") == 3
+    done = next(o for o in out if o.get("msg") == "done")
+    assert done["messages"] == 0 and done["files_skipped"] == 3
+    assert len(consume(day, 50)) == 50
+
+
+def test_interrupted_and_replaced_files_are_republished_whole(day: dict[str, str]) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    manifest = write_day(diffs, D1, make_events(D1, 60), records_per_file=20)
+    assert run(day) == EXIT_OK
+    # file 1: its checkpoint is gone (the run was interrupted before it was written)
+    store.delete(checkpoints.location(diffs, D1, manifest.files[1].name))
+    # file 2: a diff rerun replaced it (new content, new sha256 in the new manifest)
+    new2 = write_file(diffs, D1, manifest.files[2].name, make_events(D1, 20, start=1000))
+    write_manifest(diffs, D1, [manifest.files[0], manifest.files[1], new2], manifest.counts)
+    assert run(day) == EXIT_OK
+    messages = consume(day, 100)
+    per_file: dict[str, int] = defaultdict(int)
+    for msg in messages:
+        per_file[dict(msg.headers())["source_file"].decode()] += 1
+    assert per_file == {manifest.files[0].name: 20, manifest.files[1].name: 40, new2.name: 40}
+    assert checkpoints.load(diffs, D1, new2.name).sha256 == new2.sha256
+
+
+def test_gzip_files_and_tombstones_after_deletes(day: dict[str, str]) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    manifest = write_day(diffs, D1, make_events(D1, 90), records_per_file=40, gzip=True)
+    assert all(f.name.endswith(".jsonl.gz") for f in manifest.files)
+    assert run({**day, "PUBLISH_TOMBSTONES": "true"}) == EXIT_OK
+    deletes = manifest.counts.d
+    messages = consume(day, 90 + deletes)
+    assert len(messages) == 90 + deletes
+    by_partition: dict[int, list[Any]] = defaultdict(list)
+    for msg in messages:
+        by_partition[msg.partition()].append(msg)
+    tombstones = 0
+    for msgs in by_partition.values():
+        for i, msg in enumerate(msgs):
+            if msg.value() is None:
+                tombstones += 1
+                previous = msgs[i - 1]
+                assert previous.key() == msg.key() and dict(previous.headers())["op"] == b"d"
+                assert msg.headers() == previous.headers()
+            elif dict(msg.headers())["op"] == b"d":
+                assert msgs[i + 1].value() is None and msgs[i + 1].key() == msg.key()
+    assert tombstones == deletes
+    assert checkpoints.load(diffs, D1, manifest.files[0].name).messages == 40 + sum(
+        1 for line in lines_of(diffs, D1, manifest.files[0].name) if b'"op":"d"' in line
+    )
+
+
+def test_missing_manifest_is_not_ready(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 10), manifest=False)
+    assert run(day) == EXIT_NOT_READY
+    out = capsys.readouterr().out
+    assert f"diffs for {D1} are not ready" in out
+    assert consume_all(day["KAFKA_BOOTSTRAP_SERVERS"], day["KAFKA_TOPIC"], idle_timeout=1.0) == []
+    assert checkpoint_names(day, D1) == []
+
+
+def test_malformed_line_names_file_and_line(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    good = make_events(D1, 10)
+    first = write_file(diffs, D1, layout.data_file_name(0), good[:5])
+    bad_lines = good[5:7] + ['{"op":"c","key":{"id":1},"before":null,'] + good[7:]
+    second = write_file(diffs, D1, layout.data_file_name(1), bad_lines)
+    from diffcore.manifest import Counts
+
+    write_manifest(diffs, D1, [first, second], Counts(c=4, u=3, d=3))
+    assert run(day) == EXIT_BAD_DATA
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    error = next(o for o in out if o.get("exit_code") == EXIT_BAD_DATA)
+    assert f"{D1}/part-00001.jsonl, line 3: malformed JSON" in error["msg"]
+    assert error["line"] == 3 and error["file"].endswith("part-00001.jsonl")
+    assert checkpoint_names(day, D1) == ["part-00000.jsonl.json"]  # the bad file has none
+
+
+def test_record_count_mismatch_is_bad_data(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    f = write_file(diffs, D1, layout.data_file_name(0), make_events(D1, 10))
+    from dataclasses import replace
+
+    from diffcore.manifest import Counts
+
+    write_manifest(diffs, D1, [replace(f, records=11)], Counts(c=4, u=3, d=3))
+    assert run(day) == EXIT_BAD_DATA
+    assert "10 events, but the manifest says 11" in capsys.readouterr().out
+    assert checkpoint_names(day, D1) == []
+    # --dry-run finds the same without contacting Kafka
+    assert run({**day, "KAFKA_BOOTSTRAP_SERVERS": ""}, "--dry-run") == EXIT_BAD_DATA
+
+
+def test_broker_unreachable_fails_then_a_rerun_delivers(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 30), records_per_file=10)
+    down = {
+        **day,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "KAFKA_PROP_MESSAGE_TIMEOUT_MS": "2000",
+    }
+    assert run(down) == EXIT_DELIVERY
+    out = capsys.readouterr().out
+    error = next(json.loads(line) for line in out.splitlines() if '"exit_code": 12' in line)
+    assert "cannot reach the Kafka brokers" in error["msg"]
+    assert checkpoint_names(day, D1) == []
+    assert run(day) == EXIT_OK
+    assert len(consume(day, 30)) == 30
+    assert sorted(checkpoint_names(day, D1)) == [f"{f.name}.json" for f in manifest.files]
+
+
+def test_dry_run_validates_everything_and_publishes_nothing(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 25), records_per_file=10, gzip=True)
+    assert run(day, "--dry-run") == EXIT_OK
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(1 for o in out if o.get("msg") == "file valid") == 3
+    assert not any("_aws" in o for o in out)
+    assert checkpoint_names(day, D1) == []
+    assert consume_all(day["KAFKA_BOOTSTRAP_SERVERS"], day["KAFKA_TOPIC"], idle_timeout=1.0) == []
+
+
+def test_summary_and_emf_lines(day: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 30), records_per_file=10)
+    assert run(day) == EXIT_OK
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    files = [o for o in out if o.get("msg") == "file published"]
+    assert [o["file"] for o in files] == [
+        "part-00000.jsonl",
+        "part-00001.jsonl",
+        "part-00002.jsonl",
+    ]
+    done = next(o for o in out if o.get("msg") == "done")
+    assert done["per_op"] == {"c": 10, "u": 10, "d": 10}
+    assert done["messages"] == 30 and done["messages_per_s"] > 0 and done["bytes"] > 0
+    emf = next(o for o in out if "_aws" in o)
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "DiffsPipeline/Publisher"
+    assert directive["Dimensions"] == [["Topic"]]
+    names = {m["Name"] for m in directive["Metrics"]}
+    assert {"MessagesPublished", "MessagesFailed"} <= names
+    assert emf["MessagesPublished"] == 30 and emf["MessagesFailed"] == 0
+    assert emf["Topic"] == day["KAFKA_TOPIC"]
+
+
+class FakeProducer:
+    """Stands in for confluent_kafka.Producer: reports the n-th message's delivery as failed."""
+
+    def __init__(
+        self, conf: dict[str, Any], fail_at: int | None = None, refuse: bool = False
+    ) -> None:
+        self.conf = conf
+        self.fail_at = fail_at
+        self.refuse = refuse
+        self.produced: list[tuple[Any, Any, Any]] = []
+        self.pending: list[int] = []
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        part = mock.Mock(error=None)
+        return mock.Mock(topics={topic: mock.Mock(error=None, partitions={0: part})})
+
+    def produce(self, topic: str, value: Any, key: Any, headers: Any = None) -> None:
+        if self.refuse:
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.produced.append((key, value, headers))
+        self.pending.append(len(self.produced))
+
+    def poll(self, timeout: float = 0) -> int:
+        return self._serve()
+
+    def flush(self, timeout: float = 0) -> int:
+        self._serve()
+        return 0
+
+    def _serve(self) -> int:
+        served = len(self.pending)
+        for n in self.pending:
+            if n == self.fail_at:
+                self.conf["on_delivery"]("Local: Message timed out", mock.Mock())
+        self.pending = []
+        return served
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+
+def _fake_run(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, **fake: Any
+) -> tuple[int, list[FakeProducer]]:
+    from kafka_publisher import publisher
+
+    made: list[FakeProducer] = []
+    real = publisher.KafkaSink.__init__
+
+    def init(self, conf, topic, redactor, producer_factory=None):  # type: ignore[no-untyped-def]
+        def factory(c: dict[str, Any]) -> FakeProducer:
+            made.append(FakeProducer(c, **fake))
+            return made[-1]
+
+        real(self, conf, topic, redactor, factory)
+
+    monkeypatch.setattr(publisher.KafkaSink, "__init__", init)
+    env = {
+        "DIFFS_LOCATION": str(tmp_path),
+        "RUN_DATE": D1,
+        "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+        "KAFKA_TOPIC": "t",
+    }
+    with mock.patch.dict(os.environ, env, clear=True):
+        return main([]), made
+
+
+def test_a_failed_delivery_report_fails_the_file_and_the_run(tmp_path, monkeypatch, capsys) -> None:
+    write_day(str(tmp_path), D1, make_events(D1, 30), records_per_file=10)
+    code, made = _fake_run(tmp_path, monkeypatch, fail_at=15)  # a message of the 2nd file
+    assert code == EXIT_DELIVERY
+    out = capsys.readouterr().out
+    assert (
+        "part-00001.jsonl: 1 message(s) not acknowledged by Kafka (Local: Message timed out)" in out
+    )
+    assert made[0].conf["delivery.report.only.error"] is True and made[0].conf["acks"] == "all"
+    assert [store.basename(p) for p in store.list_files(str(tmp_path / "_published" / D1))] == [
+        "part-00000.jsonl.json"
+    ]
+    emf = next(json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"'))
+    assert emf["MessagesFailed"] == 1 and emf["outcome"] == "delivery_failed"
+    # the rerun publishes the failed file (whole) and the one after it, not the first
+    monkeypatch.undo()
+    code, made = _fake_run(tmp_path, monkeypatch)
+    assert code == EXIT_OK and len(made[0].produced) == 20
+
+
+def test_a_message_refused_by_the_producer_is_a_delivery_failure(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    write_day(str(tmp_path), D1, make_events(D1, 3))
+    code, _ = _fake_run(tmp_path, monkeypatch, refuse=True)
+    assert code == EXIT_DELIVERY
+    assert "part-00000.jsonl, line 1: the producer refused the message" in capsys.readouterr().out

@@ -1,0 +1,1 @@
+"""Shared test services (moto S3 server, Tansu Kafka broker) for tests and benches."""
