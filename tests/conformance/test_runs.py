@@ -1,0 +1,96 @@
+"""Run-level rules of contract §5 that one case cannot show: reruns, failed reruns, other dates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffcore import layout
+from diffcore.errors import DiffError
+from diffcore.spec import OutputOptions, RunSpec
+from tests.conformance import reference, runner
+
+
+def _write(folder: Path, records: list[dict]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records), encoding="utf-8"
+    )
+    return str(folder)
+
+
+def _spec(
+    tmp: Path, before: str, after: str, run_date: str = "2024-05-01", max_records: int = 2
+) -> RunSpec:
+    return RunSpec(
+        before=before,
+        after=after,
+        key=("id",),
+        out=str(tmp / "out"),
+        run_date=run_date,
+        output=OutputOptions(max_records_per_file=max_records),
+    )
+
+
+def _check(engine, spec: RunSpec, before: list[dict], after: list[dict]) -> runner.RunOutput:
+    out = runner.check_run(engine.run(spec), spec, engine.name)
+    ref = reference.diff(before, after, spec.key)
+    assert runner.compare_events(out.events, ref.events) == []
+    assert {k: out.manifest["counts"][k] for k in ref.counts} == ref.counts
+    return out
+
+
+def test_rerun_replaces_the_dates_output(engine, tmp_path: Path) -> None:
+    before = [{"id": i, "v": 0} for i in range(10)]
+    after1 = [{"id": i, "v": 1} for i in range(10)]  # 10 updates: 5 parts of 2
+    after2 = [{"id": i, "v": 0 if i else 2} for i in range(10)]  # 1 update: 1 part
+    b = _write(tmp_path / "b", before)
+    first = _check(engine, _spec(tmp_path, b, _write(tmp_path / "a1", after1)), before, after1)
+    assert len(first.manifest["files"]) == 5
+    second = _check(engine, _spec(tmp_path, b, _write(tmp_path / "a2", after2)), before, after2)
+    # check_run already fails on any object of the folder the new manifest does not list.
+    assert len(second.manifest["files"]) == 1
+
+
+def test_failed_rerun_leaves_no_manifest(engine, tmp_path: Path) -> None:
+    before = [{"id": i, "v": 0} for i in range(3)]
+    after = [{"id": i, "v": 1} for i in range(3)]
+    b = _write(tmp_path / "b", before)
+    _check(engine, _spec(tmp_path, b, _write(tmp_path / "a", after)), before, after)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "data.jsonl").write_text('{"id": 1}\n{"id": 2, oops}\n', encoding="utf-8")
+    spec = _spec(tmp_path, b, str(bad))
+    with pytest.raises(DiffError) as info:
+        engine.run(spec)
+    assert info.value.error_class.value == "malformed_json"
+    folder = Path(spec.out) / spec.run_date
+    assert not (
+        folder / layout.MANIFEST_NAME
+    ).exists(), "a failed rerun left the old manifest: D looks complete"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_other_dates_are_untouched(engine, tmp_path: Path) -> None:
+    before = [{"id": i, "v": 0} for i in range(4)]
+    after = [{"id": i, "v": i % 2} for i in range(4)]
+    b, a = _write(tmp_path / "b", before), _write(tmp_path / "a", after)
+    first = _check(engine, _spec(tmp_path, b, a, run_date="2024-05-01"), before, after)
+    snapshot = {p.name: p.read_bytes() for p in first.folder.iterdir()}
+    _check(engine, _spec(tmp_path, b, a, run_date="2024-05-02"), before, after)
+    assert {p.name: p.read_bytes() for p in first.folder.iterdir()} == snapshot
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["2024-05-01", "2024-05-02"]
+
+
+def test_same_input_gives_same_events(engine, tmp_path: Path) -> None:
+    """Deterministic output: the same run twice gives the same events and event ids."""
+    before = [{"id": i, "v": i} for i in range(6)]
+    after = [{"id": i, "v": -i} for i in range(2, 9)]
+    b, a = _write(tmp_path / "b", before), _write(tmp_path / "a", after)
+    spec = _spec(tmp_path, b, a)
+    one = _check(engine, spec, before, after)
+    ids1 = sorted(e["event_id"] for e in one.events)
+    two = _check(engine, spec, before, after)
+    assert sorted(e["event_id"] for e in two.events) == ids1
