@@ -139,3 +139,21 @@ def test_filters_match_data_files_and_nothing_else(synth: Synth) -> None:
         f"{PUBLISHED_PREFIX}/2026-11-25/x.json",
     ):
         assert not notified(key) and not is_notified(key), key
+
+
+def test_settings_and_statements_come_from_announce_spec(synth: Synth) -> None:
+    """The CDK app and the local pipeline (tests/e2e) read one definition: announce_spec."""
+    from pipeline_infra import announce_spec
+
+    announce = synth.stack.announce
+    settings = announce.settings
+    queue, dlq = _props(synth, announce.queue), _props(synth, announce.dead_letter_queue)
+    assert queue["VisibilityTimeout"] == settings.visibility_timeout_seconds
+    assert queue["MessageRetentionPeriod"] == settings.retention_seconds
+    assert dlq["MessageRetentionPeriod"] == settings.dead_letter_retention_seconds
+    assert dlq["QueueName"] == settings.dead_letter_name
+    sids = [st.get("Sid") for st in _policy_statements(synth, announce.queue)]
+    assert sids == [announce_spec.SEND_SID, announce_spec.TLS_SID]
+    assert [st.get("Sid") for st in _policy_statements(synth, announce.dead_letter_queue)] == [
+        announce_spec.TLS_SID
+    ]
