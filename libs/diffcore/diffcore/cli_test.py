@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffcore import cli, layout
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _write(folder: Path, lines: list[str]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.jsonl").write_text("".join(line + "\n" for line in lines))
+    return str(folder)
+
+
+def test_samples_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(
+        [
+            "diff",
+            str(SAMPLES / "yesterday"),
+            str(SAMPLES / "today"),
+            "--key",
+            "id",
+            "--out",
+            str(tmp_path),
+            "--run-date",
+            "2026-11-25",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    for text in (
+        "inserted (c)",
+        "updated (u)",
+        "deleted (d)",
+        "unchanged",
+        "most-changed fields",
+        "schema drift",
+        "loyalty.tier",
+        "legacy_code",
+        "phone",
+        "records/s",
+        "part-00000.jsonl",
+        "_manifest.json",
+    ):
+        assert text in out, text
+    assert (tmp_path / "2026-11-25" / layout.MANIFEST_NAME).exists()
+
+
+def test_json_summary_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.html"
+    code = cli.main(
+        [
+            "diff",
+            str(SAMPLES / "yesterday"),
+            str(SAMPLES / "today"),
+            "--key",
+            "id",
+            "--out",
+            str(tmp_path / "out"),
+            "--run-date",
+            "2026-11-25",
+            "--json",
+            "--html",
+            str(report),
+            "--gzip",
+            "--max-records-per-file",
+            "20",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "ok"
+    assert summary["counts"] == {
+        "c": 12,
+        "u": 51,
+        "d": 9,
+        "unchanged": 240,
+        "bad_records": 0,
+        "changes": 72,
+    }
+    assert summary["schema_drift"]["added"] == ["loyalty.tier"]
+    assert summary["schema_drift"]["removed"] == ["legacy_code"]
+    assert summary["schema_drift"]["type_changed"] == [
+        {"path": "phone", "before": ["number"], "after": ["number", "string"]}
+    ]
+    assert [f["records"] for f in summary["files"]] == [20, 20, 20, 12]
+    assert all(f["name"].endswith(".jsonl.gz") for f in summary["files"])
+    assert summary["changed_fields"]["updated_at"] == 51
+    html = report.read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert 'class="bar"' in html and 'class="changed"' in html and "loyalty.tier" in html
+    assert html.count('class="card op-u"') == 12
+
+
+def test_quiet_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(
+        [
+            "diff",
+            str(SAMPLES / "yesterday"),
+            str(SAMPLES / "today"),
+            "--key",
+            "id",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out == "" and captured.err == ""
+
+
+@pytest.mark.parametrize(
+    "before,after,extra,code,cls",
+    [
+        (['{"id":1}', '{"id":2,'], ['{"id":1}'], [], 3, "malformed_json"),
+        (['{"id":1}', "[]"], ['{"id":1}'], [], 4, "not_an_object"),
+        (['{"id":1}'], ['{"x":1}'], [], 5, "missing_key"),
+        (['{"id":1}', '{"id":1}'], ['{"id":1}'], [], 6, "duplicate_key"),
+        ([], ['{"id":1}'], [], 7, "empty_snapshot"),
+        (['{"id":1}'], ['{"id":1}'], ["--run-date", "2026-02-30"], 2, "config_error"),
+        (['{"id":1}'], ['{"id":1}'], ["--allow-empty", "sideways"], 2, "config_error"),
+        (['{"id":1}'], ['{"id":1}'], ["--ignore", "id"], 2, "config_error"),
+    ],
+)
+def test_exit_codes(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    before: list[str],
+    after: list[str],
+    extra: list[str],
+    code: int,
+    cls: str,
+) -> None:
+    b = _write(tmp_path / "b", before)
+    a = _write(tmp_path / "a", after)
+    got = cli.main(["diff", b, a, "--key", "id", "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert got == code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"diffcore: error: {cls}:"), err
+    if code in (3, 4, 5, 6):
+        assert "a.jsonl" in lines[0] and "line" in lines[0]
+
+
+def test_json_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = _write(tmp_path / "b", ['{"id":1}', "nope"])
+    a = _write(tmp_path / "a", ['{"id":1}'])
+    assert cli.main(["diff", b, a, "--key", "id", "--out", str(tmp_path / "o"), "--json"]) == 3
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["status"] == "error" and obj["error"] == "malformed_json" and obj["line"] == 2
+
+
+def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["diff", "a"]) == 2
+    assert cli.main([]) == 2
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["diff", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--key",
+        "--out",
+        "--run-date",
+        "--ignore",
+        "--bad-records",
+        "--allow-empty",
+        "--gzip",
+        "--max-records-per-file",
+        "--max-bytes-per-file",
+        "--json",
+        "--html",
+        "--quiet",
+        "examples:",
+        "exit codes",
+    ):
+        assert option in out, option
+
+
+def test_byte_sizes() -> None:
+    assert cli._byte_size("128MiB") == 128 * 1024 * 1024
+    assert cli._byte_size("64MB") == 64_000_000
+    assert cli._byte_size("1_000") == 1000
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._byte_size("big")
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    """`python -m diffcore` runs the CLI (as the bench and the README do)."""
+    env_path = str(Path(cli.__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffcore",
+            "diff",
+            str(SAMPLES / "yesterday"),
+            str(SAMPLES / "today"),
+            "--key",
+            "id",
+            "--out",
+            str(tmp_path),
+            "--run-date",
+            "2026-11-25",
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path, "PATH": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["counts"]["u"] == 51

@@ -1,0 +1,1597 @@
+"""The Polars engine: the diff contract (sections 1-6) on one machine, fast.
+
+How it is fast: it does not parse every record. Most records of a daily snapshot are unchanged,
+and an unchanged record is usually byte-for-byte the same line on both days, so:
+
+1. Lines are read as raw text, one String column (`pl.read_csv` with a separator byte that
+   cannot occur in valid JSON text, no quoting): multi-threaded, no JSON parsing.
+2. The key is cut out of the raw line with an anchored regex over the top-level object
+   (members before the key may be any scalars; dotted keys descend into nested objects), and
+   kept as its JSON token: `"1"` and `1` stay different keys. The fast path accepts only tokens
+   whose text is already canonical JSON (integers, strings without escapes, booleans) and only
+   when the member name occurs once in the line (so duplicated members cannot fool it). Every
+   other line (a key after a nested object, floats, escapes, a missing or null key, blank or
+   odd lines) goes through the exact path: `orjson`/`jsonvalue` parse, `jsonvalue.get_path`,
+   `jsonvalue.canonical_json`.
+3. Before and after are joined on the key (row numbers only, no strings move), and the two
+   lines of each pair compared as bytes: equal bytes mean an unchanged record, no parse.
+4. Only the records whose bytes differ, and the inserts and deletes, are parsed (orjson, or
+   `jsonvalue.loads` for integers beyond 64 bits); `jsonvalue.changed_paths` then says `u` or
+   "semantically equal" (member order, `1` vs `1.0`, nulls).
+5. Every line is still checked to be valid JSON: the before files in one multi-threaded pass
+   (`pl.read_ndjson` with a one-column schema, which parses every line fully); after lines equal
+   to their before line are valid by that check; every other after line is parsed in step 4.
+   When the fast check rejects a file, its lines are checked one by one to name the first bad
+   line (or to quarantine them all).
+6. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact without parsing the
+   unchanged lines: an unchanged pair contributes the same leaf types to both snapshots, so a
+   drift can only come from the parsed records. For each (path, type) seen on one side only,
+   the unchanged lines are searched for it: a regex prefilter (the member name followed by a
+   value of that type; lines with `\\u`/`\\/` escapes always pass) picks the few lines to parse,
+   and the search stops at the first confirmation.
+7. Events are written in key order, payloads spliced as read (`events.event_line`).
+
+Snapshots larger than `memory_budget` bytes (together) are hash-partitioned by key into spill
+files first (one streaming pass per side), then diffed partition by partition, so the peak
+memory follows the partition size, not the snapshot size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import mmap
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import polars as pl
+
+import diffcore
+from diffcore import jsonvalue, sources, store
+from diffcore import manifest as mf
+from diffcore.engine import RunResult
+from diffcore.errors import DiffError, ErrorClass, excerpt
+from diffcore.output import BadRecord, RunWriter
+from diffcore.spec import RunSpec
+
+ENGINE_NAME = "polars"
+ENGINE_VERSION = f"{diffcore.__version__}+polars{pl.__version__}"
+
+# Default in-memory budget: both snapshots' raw bytes together. Above it: partitioned mode.
+DEFAULT_MEMORY_BUDGET = int(os.environ.get("DIFFCORE_MEMORY_BUDGET", 1_000_000_000))
+# Target raw bytes of one partition pair in partitioned mode.
+DEFAULT_PARTITION_BYTES = int(os.environ.get("DIFFCORE_PARTITION_BYTES", 384 * 1024 * 1024))
+
+_SEP = "\x1f"  # never occurs raw in valid JSON text (control characters must be escaped)
+_LINE = "line"
+_KEY = "k"
+_FILE = "fi"
+_LINENO = "ln"
+_HASH = "h"
+_KEY_JOIN = "\x1f"  # between the tokens of a composite key (canonical JSON never holds it raw)
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact parsing (the slow path, and the records whose bytes differ)
+
+
+# orjson is exact for integers in [-2**63, 2**64); beyond, it silently returns a float.
+_LONG_DIGITS = re.compile(r"[0-9\-]{20}").search
+
+
+class _Bad(Exception):
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"-123456789", b"0000000000")
+_TWENTY = b"0" * 20
+
+
+def _may_be_beyond_64_bits(text: str | bytes) -> bool:
+    """Whether the text holds a run of 20 characters among `-0123456789`: a cheap superset of
+    the integers orjson cannot keep exact (20 digits, or `-` and 19)."""
+    if type(text) is bytes:
+        return _TWENTY in text.translate(_DIGITS_TO_ZERO)
+    return _LONG_DIGITS(text) is not None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse exactly: orjson when it can (fast), `jsonvalue.loads` otherwise (big integers,
+    lone surrogates); raises `_Bad(malformed_json)`.
+
+    orjson turns integers beyond 64 bits into floats (lossy), so a text holding a run of 20
+    digits (or `-` and 19) is parsed by `jsonvalue.loads`, which keeps every integer exact.
+    """
+    if not _may_be_beyond_64_bits(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return jsonvalue.loads(text)
+    except RecursionError:
+        raise _Bad(ErrorClass.MALFORMED_JSON, "JSON nested too deeply") from None
+    except ValueError as exc:
+        raise _Bad(ErrorClass.MALFORMED_JSON, f"invalid JSON ({exc})") from None
+
+
+def parse_record(text: str | bytes) -> dict[str, Any]:
+    obj = parse_json(text)
+    if not isinstance(obj, dict):
+        raise _Bad(
+            ErrorClass.NOT_AN_OBJECT, f"record is a JSON {jsonvalue.json_type(obj)}, not an object"
+        )
+    return obj
+
+
+def key_token(obj: dict[str, Any], key: Sequence[str]) -> str:
+    """The key of a parsed record as text: canonical JSON of each key value, joined."""
+    tokens = []
+    for path in key:
+        value = jsonvalue.get_path(obj, path)
+        if value is None:
+            raise _Bad(ErrorClass.MISSING_KEY, f"key field {path!r} is missing or null")
+        tokens.append(jsonvalue.canonical_json(value))
+    return _KEY_JOIN.join(tokens)
+
+
+def key_values(token: str, key: Sequence[str]) -> dict[str, Any]:
+    """`{path: value}` of a key token (the event's `key` object)."""
+    out = {}
+    for path, text in zip(key, token.split(_KEY_JOIN), strict=False):
+        out[path] = parse_json(text)
+    return out
+
+
+def _display_key(token: str, key: Sequence[str]) -> str:
+    return jsonvalue.compact_json(key_values(token, key))
+
+
+# ---------------------------------------------------------------------------------------------
+# Regexes over raw lines (Rust regex syntax)
+
+_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def _rx_escape(text: str) -> str:
+    return "".join("\\" + c if c in _REGEX_META else c for c in text)
+
+
+_STR = r'"(?:[^"\\]|\\.)*"'
+_SCALAR = rf"(?:{_STR}|-?[0-9][0-9.eE+\-]*|true|false|null)"
+_SKIP = rf"(?:\s*{_STR}\s*:\s*{_SCALAR}\s*,)*?"
+# Key tokens whose text is canonical JSON as written (see module doc).
+_TOKEN = r'("[^"\\]*"|-?(?:0|[1-9][0-9]*)|true|false)'
+
+
+def key_regex(path: str) -> str:
+    """Anchored regex capturing the raw token of a (dotted) key path, when it is reachable
+    through scalar-valued members only."""
+    steps = path.split(".")
+    rx = r"^\s*\{"
+    for i, step in enumerate(steps):
+        name = _rx_escape(jsonvalue.compact_json(step))
+        rx += rf"{_SKIP}\s*{name}\s*:\s*"
+        if i < len(steps) - 1:
+            rx += r"\{"
+    return rx + _TOKEN + r"\s*[,}]"
+
+
+def _first_member_regex(path: str) -> str:
+    """The common case, cheaper to match: each step of the key is its object's first member."""
+    rx = r"^\s*"
+    for step in path.split("."):
+        rx += r"\{\s*" + _rx_escape(jsonvalue.compact_json(step)) + r"\s*:\s*"
+    return rx + _TOKEN + r"\s*[,}]"
+
+
+def _streaming(frame: pl.DataFrame, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
+    """`frame.select(exprs)` on Polars' streaming engine: the rows are cut into morsels that
+    all threads work on (the eager engine runs a string kernel over a column on one thread)."""
+    return frame.lazy().select(exprs).collect(engine="streaming")
+
+
+def _fast_keys(
+    lines: pl.Series, key: Sequence[str], validate: bool = False
+) -> tuple[pl.Series, pl.Series | None]:
+    """Key tokens cut out of raw lines (null where the fast path does not apply), and, when
+    asked, whether `VALID_RECORD_REGEX` vouches for each line."""
+    if lines.len() == 0:
+        empty = pl.Series(_KEY, [], dtype=pl.String)
+        return empty, (pl.Series("_ok", [], dtype=pl.Boolean) if validate else None)
+    names = sorted({step for path in key for step in path.split(".")})
+    line = pl.col(_LINE)
+    exprs = [line.str.extract(_first_member_regex(p), 1).alias(f"t{i}") for i, p in enumerate(key)]
+    exprs.append(
+        pl.all_horizontal(
+            [line.str.count_matches(jsonvalue.compact_json(n), literal=True) == 1 for n in names]
+        ).alias("_u")
+    )
+    if validate:
+        exprs.append(line.str.contains(VALID_RECORD_REGEX).alias("_ok"))
+    out = _streaming(pl.DataFrame({_LINE: lines}), exprs)
+    for i, p in enumerate(key):
+        col = out[f"t{i}"]
+        if col.null_count():  # the general regex, on the lines the cheap one missed
+            idx = col.is_null().arg_true()
+            found = lines.gather(idx).str.extract(key_regex(p), 1)
+            out = out.with_columns(col.scatter(idx, found))
+    tokens = (
+        pl.col("t0")
+        if len(key) == 1
+        else pl.concat_str([pl.col(f"t{i}") for i in range(len(key))], separator=_KEY_JOIN)
+    )
+    keys = out.select(pl.when(pl.col("_u")).then(tokens).otherwise(None).alias(_KEY))[_KEY]
+    return keys, (out["_ok"] if validate else None)
+
+
+# A regex of RFC 8259 JSON objects nested up to `_VALID_DEPTH` levels (Rust regex, compiled to a
+# lazy DFA: one pass over the bytes, multi-threaded by Polars). A line it matches is a valid JSON
+# object; a line it does not match (deeper nesting, or bad) goes through the exact parser.
+_WS = r"[ \t\n\r]*"
+_JSTR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_JNUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+\-]?[0-9]+)?"
+_JSCALAR = rf"(?:{_JSTR}|{_JNUM}|true|false|null)"
+_VALID_DEPTH = 4
+
+
+def _members(value: str) -> str:
+    return (
+        rf"\{{{_WS}(?:{_JSTR}{_WS}:{_WS}{value}{_WS}(?:,{_WS}{_JSTR}{_WS}:{_WS}{value}{_WS})*)?\}}"
+    )
+
+
+def _json_value_regex(depth: int) -> str:
+    if depth == 0:
+        return _JSCALAR
+    inner = _json_value_regex(depth - 1)
+    array = rf"\[{_WS}(?:{inner}{_WS}(?:,{_WS}{inner}{_WS})*)?\]"
+    return rf"(?:{_JSCALAR}|{_members(inner)}|{array})"
+
+
+VALID_RECORD_REGEX = rf"^{_WS}{_members(_json_value_regex(_VALID_DEPTH - 1))}{_WS}$"
+
+
+_TYPE_START = {"string": '"', "number": r"[\-0-9]", "boolean": "[tf]", "array": r"\["}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading one snapshot
+
+
+@dataclass
+class _SideData:
+    side: str
+    location: str
+    files: list[str]
+    frame: pl.DataFrame  # k, line, fi, ln (valid records only, after load)
+    records_per_file: list[int]
+    bad: list[BadRecord] = field(default_factory=list)
+    valid_records: int = 0
+    hash_unique: bool = False  # the 64-bit hashes of the keys are unique (see _check_duplicates)
+
+    @property
+    def records(self) -> int:
+        return sum(self.records_per_file)
+
+
+def _read_csv_lines(path: str) -> pl.DataFrame:
+    df = pl.read_csv(
+        path,
+        has_header=False,
+        separator=_SEP,
+        quote_char=None,
+        new_columns=[_LINE],
+        schema={_LINE: pl.String},
+        raise_if_empty=False,
+        comment_prefix=None,
+    )
+    if df.width == 0:
+        return pl.DataFrame({_LINE: []}, schema={_LINE: pl.String})
+    return df
+
+
+def _contains_byte(path: str, byte: bytes) -> bool:
+    with open(path, "rb") as f:
+        try:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return mm.find(byte) != -1
+        except ValueError:  # empty file
+            return False
+
+
+def _empty_rows() -> pl.DataFrame:
+    return pl.DataFrame(
+        {_LINE: [], _FILE: [], _LINENO: []},
+        schema={_LINE: pl.String, _FILE: pl.UInt32, _LINENO: pl.UInt32},
+    )
+
+
+def _rows_frame(texts: list[str], linenos: list[int], fi: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            _LINE: pl.Series(texts, dtype=pl.String),
+            _FILE: pl.Series([fi] * len(texts), dtype=pl.UInt32),
+            _LINENO: pl.Series(linenos, dtype=pl.UInt32),
+        }
+    )
+
+
+class PolarsEngine:
+    """The contract on Polars. `PolarsEngine().run(spec)` writes `spec.out/<run_date>/`."""
+
+    name = ENGINE_NAME
+    version = ENGINE_VERSION
+
+    def __init__(
+        self,
+        progress: ProgressFn | None = None,
+        memory_budget: int | None = None,
+        partition_bytes: int | None = None,
+        tmp_dir: str | None = None,
+        parallel: bool | None = None,
+    ) -> None:
+        """`progress(stage, done, total)` is called as the run goes; `memory_budget`: input
+        bytes (both sides) above which the run is partitioned, into partitions of about
+        `partition_bytes`; `tmp_dir`: where spill files go (default: the system's);
+        `parallel`: parse in worker processes (None: when the input is large enough)."""
+        self.parallel = parallel
+        self.progress = progress
+        self.memory_budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+        self.partition_bytes = partition_bytes or DEFAULT_PARTITION_BYTES
+        self.tmp_dir = tmp_dir
+
+    # -- progress
+    def _tick(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+    # -----------------------------------------------------------------------------------------
+    def run(self, spec: RunSpec) -> RunResult:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        folder = spec.run_folder
+        writer = RunWriter(folder, spec.output)
+        tmp = tempfile.mkdtemp(prefix="diffcore-", dir=self.tmp_dir)
+        try:
+            try:
+                writer.begin()
+            except OSError as exc:
+                raise DiffError(ErrorClass.IO_ERROR, f"cannot write {folder}: {exc}") from None
+            run = _Run(self, spec, tmp)
+            run.execute(writer)
+            timings.update(run.timings)
+            t_write = time.perf_counter()
+            files, bad_name = writer.finish()
+            counts = mf.Counts(
+                c=run.counts["c"],
+                u=run.counts["u"],
+                d=run.counts["d"],
+                unchanged=run.counts["unchanged"],
+                bad_records=len(writer.bad_records),
+            )
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t_write
+            timings["total"] = time.perf_counter() - t0
+            manifest = mf.Manifest(
+                run_date=spec.run_date,
+                engine=mf.Engine(ENGINE_NAME, ENGINE_VERSION),
+                key=spec.key,
+                ignored=spec.ignore,
+                before=run.input_side("before"),
+                after=run.input_side("after"),
+                counts=counts,
+                files=files,
+                schema_drift=run.drift,
+                started_at=started.isoformat(timespec="milliseconds"),
+                finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                bad_records_file=bad_name,
+                extra={
+                    "changed_fields": dict(run.field_counts.most_common(50)),
+                    "mode": run.mode,
+                    "partitions": run.partitions,
+                    "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                    "cpu_s": {k: round(v, 3) for k, v in run.cpu.items()},
+                },
+            )
+            writer.write_manifest(manifest)
+            return RunResult(folder=folder, manifest=manifest)
+        except DiffError:
+            writer.abort()
+            raise
+        except (OSError, pl.exceptions.ComputeError) as exc:
+            writer.abort()
+            raise DiffError(ErrorClass.IO_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+class _Run:
+    def __init__(self, engine: PolarsEngine, spec: RunSpec, tmp: str) -> None:
+        from collections import Counter
+
+        self.engine = engine
+        self.spec = spec
+        self.tmp = tmp
+        self.quarantine = spec.bad_records == "quarantine"
+        self.counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+        self.field_counts: Counter[str] = Counter()
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.sides: dict[str, _SideData] = {}
+        self.drift = mf.SchemaDrift()
+        self.mode = "in-memory"
+        self.partitions = 1
+        self._types = {"before": {}, "after": {}}  # type: dict[str, dict[str, set[str]]]
+        self._tmp_seq = 0
+
+    # -- timing helper
+    def _timed(self, name: str, start: tuple[float, float]) -> None:
+        """Add the wall and CPU (all threads) seconds since `start` (`_clock()`) to a stage."""
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start[0]
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - start[1]
+        if os.environ.get("DIFFCORE_DEBUG_RSS"):
+            import resource
+            import sys
+
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+            print(f"[diffcore] {name}: rss {rss} MB, peak {peak} MB", file=sys.stderr)
+
+    def input_side(self, side: str) -> mf.InputSide:
+        data = self.sides[side]
+        return mf.InputSide(
+            location=data.location,
+            files=tuple(
+                mf.InputFile(p, n) for p, n in zip(data.files, data.records_per_file, strict=False)
+            ),
+            records=data.records,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    def execute(self, writer: RunWriter) -> None:
+        spec = self.spec
+        files = {side: self._resolve(side, spec.location(side)) for side in ("before", "after")}
+        total = self._input_bytes(files)
+        pool = self._start_pool(total)
+        try:
+            if total <= self.engine.memory_budget:
+                self._execute_in_memory(writer, files, pool)
+            else:
+                self.partitions = max(2, -(-total // self.engine.partition_bytes))
+                self.mode = "partitioned"
+                self._execute_partitioned(writer, files, pool)
+        finally:
+            if pool is not None:
+                pool.terminate()
+        for side in ("before", "after"):
+            data = self.sides[side]
+            position = {path: i for i, path in enumerate(data.files)}
+            for bad in sorted(data.bad, key=lambda b: (position.get(b.file, 0), b.line or 0)):
+                writer.add_bad_record(bad)
+
+    def _execute_in_memory(self, writer: RunWriter, files: dict[str, list[str]], pool: Any) -> None:
+        spec = self.spec
+        for side in ("before", "after"):
+            t = _clock()
+            self.sides[side] = self._load_side(side, spec.location(side), files[side])
+            self._timed(f"read_{side}", t)
+        before, after = self.sides["before"], self.sides["after"]
+        # Record errors of the before side were found while loading; duplicates next.
+        t = _clock()
+        self._check_duplicates(before)
+        self._check_duplicates(after)
+        self._timed("duplicates", t)
+        for data in (before, after):
+            self._check_empty(data, data.frame.height)
+        t = _clock()
+        events, identical_rb = self._diff(before, after, pool, after_validated=False)
+        self._timed("diff", t)
+        t = _clock()
+        self.drift = self._schema_drift(iter([before.frame[_LINE].gather(identical_rb)]))
+        self._timed("drift", t)
+        t = _clock()
+        self._write_events(writer, events)
+        self._timed("write", t)
+
+    def _write_events(self, writer: RunWriter, events: pl.DataFrame) -> None:
+        """Write event lines (a frame with a `line` column) to the data files."""
+        total = events.height
+        for offset in range(0, total, _FORMAT_BATCH):
+            self.engine._tick("write", offset, total)
+            lines = events[_LINE].slice(offset, _FORMAT_BATCH)
+            writer.write_sized(
+                (lines.str.len_bytes() + 1).to_list(),
+                lambda i, j, lines=lines: _csv_bytes(lines.slice(i, j - i)),
+            )
+        self.engine._tick("write", total, total)
+
+    # -----------------------------------------------------------------------------------------
+    # Partitioned mode: snapshots larger than the memory budget
+
+    def _execute_partitioned(
+        self, writer: RunWriter, files: dict[str, list[str]], pool: Any
+    ) -> None:
+        """Spill both sides hash-partitioned by key, then diff partition by partition.
+
+        Both sides are fully validated while spilling, so a partition's diff cannot meet a bad
+        record; events go to spill files too and are written only when every partition is
+        done (a duplicate key found in the last partition still fails the run before any data
+        file is written). Events are in key order within a partition."""
+        spec = self.spec
+        n = self.partitions
+        spill = os.path.join(self.tmp, "spill")
+        os.makedirs(spill, exist_ok=True)
+        for side in ("before", "after"):
+            t = _clock()
+            self.sides[side] = self._spill_side(side, spec.location(side), files[side], spill)
+            self._timed(f"read_{side}", t)
+        before, after = self.sides["before"], self.sides["after"]
+        for data in (before, after):
+            self._check_empty(data, data.valid_records)
+        identical: list[pl.Series] = []
+        event_files: list[str] = []
+        t = _clock()
+        for p in range(n):
+            self.engine._tick("diff", p, n)
+            bp = self._partition_side(before, spill, p)
+            ap = self._partition_side(after, spill, p)
+            self._check_duplicates(bp)
+            self._check_duplicates(ap)
+            events, identical_rb = self._diff(bp, ap, pool, after_validated=True)
+            identical.append(identical_rb)
+            if events.height:
+                path = os.path.join(spill, f"events-{p:05d}.arrow")
+                events.write_ipc(path, compression="uncompressed")
+                event_files.append(path)
+            del bp, ap, events
+        self.engine._tick("diff", n, n)
+        self._timed("diff", t)
+        t = _clock()
+
+        def identical_lines() -> Iterator[pl.Series]:
+            for p, rows in enumerate(identical):
+                if rows.len():
+                    yield self._partition_side(before, spill, p, lines_only=True).frame[
+                        _LINE
+                    ].gather(rows)
+
+        self.drift = self._schema_drift(identical_lines())
+        self._timed("drift", t)
+        t = _clock()
+        for path in event_files:
+            self._write_events(writer, pl.read_ipc(path, memory_map=False))
+            os.unlink(path)
+        self._timed("write", t)
+
+    def _spill_side(self, side: str, location: str, files: list[str], spill: str) -> _SideData:
+        data = _SideData(side, location, files, pl.DataFrame(), [0] * len(files))
+        n = self.partitions
+        seq = 0
+        for fi, path in enumerate(files):
+            self.engine._tick(f"read {side}", fi, len(files))
+            for rows, pre_bad in self._iter_chunks(path, fi):
+                rows = self._prepare(
+                    data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad], validate=True
+                )
+                data.valid_records += rows.height
+                if rows.height == 0:
+                    continue
+                rows = rows.with_columns((pl.col(_KEY).hash() % n).cast(pl.UInt32).alias("_p"))
+                for (p,), part in rows.partition_by("_p", as_dict=True).items():
+                    part.drop("_p").write_ipc(
+                        os.path.join(spill, f"{side}-{p:05d}-{seq:06d}.arrow"),
+                        compression="uncompressed",
+                    )
+                seq += 1
+                del rows
+        self.engine._tick(f"read {side}", len(files), len(files))
+        return data
+
+    def _partition_side(
+        self, data: _SideData, spill: str, p: int, lines_only: bool = False
+    ) -> _SideData:
+        import glob
+
+        paths = sorted(glob.glob(os.path.join(spill, f"{data.side}-{p:05d}-*.arrow")))
+        schema = {_KEY: pl.String, _LINE: pl.String, _FILE: pl.UInt32, _LINENO: pl.UInt32}
+        if paths:
+            frame = pl.concat(
+                [
+                    pl.read_ipc(path, memory_map=False, columns=[_LINE] if lines_only else None)
+                    for path in paths
+                ],
+                rechunk=True,
+            )
+        else:
+            frame = pl.DataFrame({c: [] for c in schema}, schema=schema).select(
+                [_LINE] if lines_only else list(schema)
+            )
+        part = _SideData(data.side, data.location, data.files, frame, data.records_per_file)
+        part.bad = data.bad
+        return part
+
+    def _iter_chunks(
+        self, path: str, fi: int
+    ) -> Iterator[tuple[pl.DataFrame, list[tuple[int, str, str]]]]:
+        """An input file as row frames of about `_CHUNK_BYTES` each (line, fi, ln)."""
+        try:
+            with sources.open_input(path) as f:
+                head = f.read(65536)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+            ) from None
+        if sources.sniff_format(head) == "array":
+            yield self._python_rows(sources.iter_records(path), fi, 0)
+            return
+        offset = 0
+        carry = b""
+        try:
+            with sources.open_input(path) as f:
+                while True:
+                    block = f.read(_CHUNK_BYTES)
+                    data = carry + block if carry else block
+                    if not data:
+                        break
+                    if block:
+                        cut = data.rfind(b"\n") + 1
+                        if cut == 0:  # one line longer than a chunk: keep reading
+                            carry = data
+                            continue
+                        chunk, carry = data[:cut], data[cut:]
+                    else:
+                        chunk, carry = data, b""
+                    del data
+                    if offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+                        chunk = chunk[3:]
+                    yield self._chunk_rows(chunk, fi, offset)
+                    offset += chunk.count(b"\n")
+                    del chunk
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+            ) from None
+
+    def _chunk_rows(
+        self, chunk: bytes, fi: int, offset: int
+    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+        if chunk.find(_SEP.encode()) == -1:
+            temp = self._temp_path()
+            with open(temp, "wb") as f:
+                f.write(chunk)
+            try:
+                df = _read_csv_lines(temp)
+            except pl.exceptions.ComputeError:
+                df = None  # invalid UTF-8 somewhere: read line by line
+            finally:
+                os.unlink(temp)
+            if df is not None:
+                return (
+                    df.with_row_index(_LINENO, offset=offset + 1)
+                    .filter(pl.col(_LINE).is_not_null())
+                    .select(
+                        pl.col(_LINE),
+                        pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
+                        pl.col(_LINENO).cast(pl.UInt32),
+                    ),
+                    [],
+                )
+        import io
+
+        return self._python_rows(sources.iter_ndjson_lines("", io.BytesIO(chunk)), fi, offset)
+
+    @staticmethod
+    def _python_rows(
+        records: Iterable[sources.RawRecord], fi: int, offset: int
+    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+        texts: list[str] = []
+        linenos: list[int] = []
+        pre_bad: list[tuple[int, str, str]] = []
+        for rec in records:
+            if rec.error is not None:
+                pre_bad.append((rec.line + offset, rec.text, rec.error))
+            else:
+                texts.append(rec.text)
+                linenos.append(rec.line + offset)
+        return _rows_frame(texts, linenos, fi), pre_bad
+
+    # -----------------------------------------------------------------------------------------
+    def _input_bytes(self, files: dict[str, list[str]]) -> int:
+        """Total input size (uncompressed size is estimated: 5x a .gz file)."""
+        total = 0
+        for paths in files.values():
+            for path in paths:
+                try:
+                    size = store.size(path)
+                except Exception:
+                    size = 0
+                total += size * 5 if sources.is_gzip(path) else size
+        return total
+
+    def _resolve(self, side: str, location: str) -> list[str]:
+        try:
+            return sources.resolve(location)
+        except Exception as exc:  # OSError, botocore errors (no such bucket, access denied)
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot list the {side} snapshot {location}: {exc}"
+            ) from None
+
+    def _start_pool(self, total: int) -> Any:
+        """Worker processes for the parse phase, forked now, while this process is small (a
+        child's RSS starts as a copy of its parent's), and before Polars starts threads."""
+        workers = _workers()
+        if self.engine.parallel is False or os.environ.get("DIFFCORE_NO_FORK"):
+            return None
+        if self.engine.parallel is None and (workers < 2 or total < _POOL_MIN_BYTES):
+            return None
+        import multiprocessing
+
+        return multiprocessing.get_context("fork").Pool(max(2, workers))
+
+    # -----------------------------------------------------------------------------------------
+    # Loading
+
+    def _temp_path(self, suffix: str = ".jsonl") -> str:
+        self._tmp_seq += 1
+        return os.path.join(self.tmp, f"in-{self._tmp_seq:05d}{suffix}")
+
+    def _local_plain(self, path: str) -> str:
+        """A local, uncompressed copy of an input file (the file itself when it is one)."""
+        if not store.is_s3(path) and not sources.is_gzip(path):
+            return path
+        target = self._temp_path()
+        try:
+            with sources.open_input(path) as fin, open(target, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+            ) from None
+        return target
+
+    def _read_file(
+        self, path: str, fi: int
+    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]], str | None]:
+        """Rows (line, fi, ln) of one file, records that could not even be cut out as text
+        (line, raw, message), and the local plain NDJSON path (None: read record by record)."""
+        local = self._local_plain(path)
+        try:
+            with open(local, "rb") as f:
+                head = f.read(65536)
+        except OSError as exc:
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+            ) from None
+        fmt = sources.sniff_format(head)
+        pre_bad: list[tuple[int, str, str]] = []
+        if (
+            fmt == "ndjson"
+            and not head.startswith(b"\xef\xbb\xbf")
+            and not _contains_byte(local, _SEP.encode())
+        ):
+            try:
+                t = _clock()
+                df = _read_csv_lines(local)
+                self._timed("read_csv", t)
+            except pl.exceptions.ComputeError:
+                df = None  # invalid UTF-8 somewhere: read line by line
+            if df is not None:
+                df = (
+                    df.with_row_index(_LINENO, offset=1)
+                    .filter(pl.col(_LINE).is_not_null())
+                    .select(
+                        pl.col(_LINE),
+                        pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
+                        pl.col(_LINENO).cast(pl.UInt32),
+                    )
+                )
+                return df, pre_bad, local
+        texts: list[str] = []
+        linenos: list[int] = []
+        for rec in sources.iter_records(local):
+            if rec.error is not None:
+                pre_bad.append((rec.line, rec.text, rec.error))
+            else:
+                texts.append(rec.text)
+                linenos.append(rec.line)
+        return _rows_frame(texts, linenos, fi), pre_bad, None
+
+    def _bad(
+        self,
+        data: _SideData,
+        error_class: ErrorClass,
+        message: str,
+        fi: int,
+        ln: int | None,
+        raw: str,
+    ) -> None:
+        """A bad record: the run fails, or (quarantine) it is set aside."""
+        file = data.files[fi]
+        if not self.quarantine or error_class not in (
+            ErrorClass.MALFORMED_JSON,
+            ErrorClass.NOT_AN_OBJECT,
+            ErrorClass.MISSING_KEY,
+        ):
+            raise DiffError(error_class, message, file=file, line=ln, excerpt=excerpt(raw))
+        data.bad.append(BadRecord(error_class.value, message, data.side, file, ln, raw))
+
+    def _load_side(self, side: str, location: str, files: list[str]) -> _SideData:
+        data = _SideData(side, location, files, pl.DataFrame(), [0] * len(files))
+        frames = []
+        pre_bad_all: list[tuple[int, int, str, str]] = []
+        for fi, path in enumerate(files):
+            self.engine._tick(f"read {side}", fi, len(files))
+            df, pre_bad, _plain = self._read_file(path, fi)
+            frames.append(df)
+            pre_bad_all.extend((fi, ln, raw, msg) for ln, raw, msg in pre_bad)
+        self.engine._tick(f"read {side}", len(files), len(files))
+        if frames:
+            rows = pl.concat(frames, how="vertical", rechunk=True)
+        else:
+            rows = _empty_rows()
+        # The after side is validated lazily (see the module doc).
+        data.frame = self._prepare(data, rows, pre_bad_all, validate=side == "before")
+        data.valid_records = data.frame.height
+        return data
+
+    def _prepare(
+        self,
+        data: _SideData,
+        rows: pl.DataFrame,
+        pre_bad: Sequence[tuple[int, int, str, str]],
+        validate: bool,
+    ) -> pl.DataFrame:
+        """Rows (line, fi, ln) -> valid records (k, line, fi, ln): keys cut out, blank lines
+        dropped, bad records reported (fail) or set aside (quarantine); record counts added to
+        `data.records_per_file`. `pre_bad`: (fi, ln, raw, message) of lines that could not even
+        be read as text."""
+        t = _clock()
+        keys, valid = _fast_keys(rows[_LINE], self.spec.key, validate)
+        self._timed("keys", t)
+        rows = rows.with_columns(keys.alias(_KEY))
+        # The exact path: lines without a fast key and, when validating, lines the validity
+        # regex does not vouch for.
+        slow_mask = pl.col(_KEY).is_null()
+        if valid is not None:
+            slow_mask = slow_mask | ~valid
+        slow = rows.with_row_index("_r").filter(slow_mask).select("_r", _LINE, _FILE, _LINENO)
+        errors: list[tuple[int, int, ErrorClass, str, str]] = []
+        for fi, ln, raw, msg in pre_bad:
+            errors.append((fi, ln, ErrorClass.MALFORMED_JSON, f"invalid JSON ({msg})", raw))
+        drop: list[int] = []
+        fixed_idx: list[int] = []
+        fixed_keys: list[str] = []
+        if slow.height:
+            for r, text, fi, ln in slow.iter_rows():
+                if not text.strip():
+                    drop.append(r)  # a blank line
+                    continue
+                try:
+                    obj = parse_record(text)
+                    token = key_token(obj, self.spec.key)
+                except _Bad as bad:
+                    errors.append((fi, ln, bad.error_class, bad.message, text))
+                    drop.append(r)
+                    continue
+                fixed_idx.append(r)
+                fixed_keys.append(token)
+        if fixed_idx:
+            fix = pl.DataFrame(
+                {
+                    "_r": pl.Series(fixed_idx, dtype=pl.UInt32),
+                    "_k": pl.Series(fixed_keys, dtype=pl.String),
+                }
+            )
+            rows = (
+                rows.with_row_index("_r")
+                .join(fix, on="_r", how="left")
+                .with_columns(pl.coalesce("_k", _KEY).alias(_KEY))
+                .drop("_r", "_k")
+            )
+        if drop:
+            drop_s = pl.Series(drop, dtype=pl.UInt32)
+            rows = (
+                rows.with_row_index("_r").filter(~pl.col("_r").is_in(drop_s.implode())).drop("_r")
+            )
+        # Records per file: every non-blank line (bad records included).
+        per_file = rows.group_by(_FILE).len()
+        for fi, n in zip(per_file[_FILE].to_list(), per_file["len"].to_list(), strict=False):
+            data.records_per_file[fi] += n
+        errors.sort(key=lambda e: (e[0], e[1]))
+        for fi, _ln, _cls, _msg, _raw in errors:
+            data.records_per_file[fi] += 1
+        for fi, ln, cls, msg, raw in errors:
+            self._bad(data, cls, msg, fi, ln, raw)
+        return rows.select(_KEY, _LINE, _FILE, _LINENO)
+
+    # -----------------------------------------------------------------------------------------
+    def _check_empty(self, data: _SideData, records: int) -> None:
+        if records == 0 and data.side not in self.spec.allow_empty:
+            what = "no input files" if not data.files else "no records"
+            raise DiffError(
+                ErrorClass.EMPTY_SNAPSHOT,
+                f"{data.side} snapshot has {what} (allow it with --allow-empty {data.side})",
+                file=data.location,
+            )
+
+    def _check_duplicates(self, data: _SideData) -> None:
+        """Fail on a key that occurs twice. Keys are hashed to 64 bits first (cheap); only the
+        rows whose hash repeats are compared as text. Records whether the hashes are unique
+        (then the join can use them)."""
+        frame = data.frame = data.frame.with_columns(pl.col(_KEY).hash().alias(_HASH))
+        data.hash_unique = True
+        if frame.height < 2:
+            return
+        maybe = frame.filter(pl.col(_HASH).is_duplicated())
+        if maybe.height == 0:
+            return
+        data.hash_unique = False
+        dups = maybe.filter(pl.col(_KEY).is_duplicated())
+        if dups.height == 0:
+            return
+        if data.side == "after":
+            # After lines are validated lazily: a duplicate may be a bad record in disguise.
+            bad_rows = []
+            for text, fi, ln in dups.select(_LINE, _FILE, _LINENO).iter_rows():
+                try:
+                    parse_record(text)
+                except _Bad as bad:
+                    bad_rows.append((fi, ln, bad, text))
+            bad_rows.sort(key=lambda b: (b[0], b[1]))
+            for fi, ln, bad, text in bad_rows:
+                self._bad(data, bad.error_class, bad.message, fi, ln, text)
+            if bad_rows:
+                gone = pl.DataFrame(
+                    {_FILE: [b[0] for b in bad_rows], _LINENO: [b[1] for b in bad_rows]},
+                    schema={_FILE: pl.UInt32, _LINENO: pl.UInt32},
+                )
+                data.frame = frame = frame.join(gone, on=[_FILE, _LINENO], how="anti")
+                dups = frame.filter(pl.col(_KEY).is_duplicated())
+                data.hash_unique = frame[_HASH].n_unique() == frame.height
+                if dups.height == 0:
+                    return
+        dups = dups.sort(_FILE, _LINENO)
+        k = dups[_KEY][0]
+        where = dups.filter(pl.col(_KEY) == k).head(2)
+        (f1, l1), (f2, l2) = [
+            (data.files[r[0]], r[1]) for r in where.select(_FILE, _LINENO).iter_rows()
+        ]
+        raise DiffError(
+            ErrorClass.DUPLICATE_KEY,
+            f"key {_display_key(k, self.spec.key)} occurs more than once in the {data.side} "
+            f"snapshot: {f1} line {l1} and {f2} line {l2}",
+            file=f1,
+            line=l1,
+            excerpt=excerpt(where[_LINE][0]),
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # The diff
+
+    def _diff(
+        self, before: _SideData, after: _SideData, pool: Any = None, after_validated: bool = False
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """Join, classify and compare; returns the event lines (k, line) in key order and the
+        before rows that are byte-identical to their after row (for schema drift).
+
+        The byte-different pairs are parsed by the worker processes while this process checks
+        the inserts, collects leaf types and formats the inserts and deletes."""
+        spec = self.spec
+        bf, af = before.frame, after.frame
+        t = _clock()
+        joined = _join_keys(bf, af, before.hash_unique and after.hash_unique)
+        self._timed("join", t)
+        t = _clock()
+        matched = joined.filter(pl.col("rb").is_not_null() & pl.col("ra").is_not_null())
+        same = bf[_LINE].gather(matched["rb"]) == af[_LINE].gather(matched["ra"])
+        self._timed("compare_bytes", t)
+        identical_rb = matched["rb"].filter(same)
+        self.counts["unchanged"] += identical_rb.len()
+        cand = matched.filter(~same)
+        ins = joined.filter(pl.col("rb").is_null()).select(_KEY, "ra")
+        dels = joined.filter(pl.col("ra").is_null()).select(_KEY, "rb")
+        del joined, matched, same
+        self.engine._tick("diff", 0, 2)
+
+        # 1. Byte-different pairs: parse both, compare leaf by leaf (in the workers, meanwhile).
+        t = _clock()
+        pending = start_pairs(  # as bytes: cheaper to make, to send and for orjson to read
+            bf[_LINE].gather(cand["rb"]).cast(pl.Binary).to_list(),
+            af[_LINE].gather(cand["ra"]).cast(pl.Binary).to_list(),
+            spec.ignore,
+            pool,
+        )
+        self._timed("parse", t)
+        # 2. Inserts were never checked (see the module doc): the validity regex, then the
+        #    exact parser for the lines it does not vouch for.
+        t = _clock()
+        after_errors: list[tuple[int, int, _Bad, str]] = []
+        if not after_validated:
+            bad_ins = [False] * ins.height
+            for i, error_class, message in check_records(af[_LINE].gather(ins["ra"])):
+                bad_ins[i] = True
+                ra = ins["ra"][i]
+                after_errors.append(
+                    (
+                        af[_FILE][ra],
+                        af[_LINENO][ra],
+                        _Bad(ErrorClass(error_class), message),
+                        af[_LINE][ra],
+                    )
+                )
+            if after_errors:
+                ins = ins.filter(~pl.Series(bad_ins, dtype=pl.Boolean))
+        # 3. Leaf types of the inserts and deletes (one parse per distinct skeleton).
+        types_b = skeleton_types(bf[_LINE].gather(dels["rb"]))
+        types_a = skeleton_types(af[_LINE].gather(ins["ra"]))
+        self._timed("types", t)
+        # 4. Inserts and deletes as event lines.
+        t = _clock()
+        null = pl.lit(None, dtype=pl.String)
+        parts = []
+        if ins.height:
+            parts.append(
+                format_events(
+                    pl.DataFrame({_KEY: ins[_KEY], "a": af[_LINE].gather(ins["ra"])}).select(
+                        _KEY, pl.lit("c").alias("op"), null.alias("b"), "a", null.alias("ch")
+                    ),
+                    spec.key,
+                    spec.run_date,
+                )
+            )
+        if dels.height:
+            parts.append(
+                format_events(
+                    pl.DataFrame({_KEY: dels[_KEY], "b": bf[_LINE].gather(dels["rb"])}).select(
+                        _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
+                    ),
+                    spec.key,
+                    spec.run_date,
+                )
+            )
+        self.counts["c"] += ins.height
+        self.counts["d"] += dels.height
+        self._timed("format", t)
+
+        # 5. The pairs' results: updates, semantically equal pairs, bad after records.
+        t = _clock()
+        work = pending.result()
+        self._timed("parse", t)
+        self.engine._tick("diff", 1, 2)
+        t = _clock()
+        status = []  # per cand row: "u", "=", or "x" (after record bad)
+        changed_json: list[str | None] = []
+        for i, res in enumerate(work.pairs):
+            if res[0] == "bad":
+                status.append("x")
+                changed_json.append(None)
+                ra = cand["ra"][i]
+                after_errors.append(
+                    (
+                        af[_FILE][ra],
+                        af[_LINENO][ra],
+                        _Bad(ErrorClass(res[1]), res[2]),
+                        af[_LINE][ra],
+                    )
+                )
+            elif res[0] == "u":
+                status.append("u")
+                changed_json.append(res[1])
+            else:
+                status.append("=")
+                changed_json.append(None)
+        self.field_counts.update(work.field_counts)
+        if after_errors:
+            after_errors.sort(key=lambda e: (e[0], e[1]))
+            for fi, ln, bad, text in after_errors:
+                self._bad(after, bad.error_class, bad.message, fi, ln, text)
+            self._check_empty_after_quarantine(after, len(after_errors))
+        cand = cand.with_columns(
+            pl.Series("st", status, dtype=pl.String), pl.Series("ch", changed_json, dtype=pl.String)
+        )
+        self.counts["unchanged"] += int((cand["st"] == "=").sum())
+        updates = cand.filter(pl.col("st") == "u")
+        self.counts["u"] += updates.height
+        if updates.height:
+            parts.append(
+                format_events(
+                    pl.DataFrame(
+                        {
+                            _KEY: updates[_KEY],
+                            "op": pl.Series(["u"] * updates.height, dtype=pl.String),
+                            "b": bf[_LINE].gather(updates["rb"]),
+                            "a": af[_LINE].gather(updates["ra"]),
+                            "ch": updates["ch"],
+                        }
+                    ),
+                    spec.key,
+                    spec.run_date,
+                )
+            )
+        # A pair whose after record is bad (quarantined) is a delete: the record left the snapshot.
+        gone = cand.filter(pl.col("st") == "x")
+        if gone.height:
+            self.counts["d"] += gone.height
+            parts.append(
+                format_events(
+                    pl.DataFrame({_KEY: gone[_KEY], "b": bf[_LINE].gather(gone["rb"])}).select(
+                        _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
+                    ),
+                    spec.key,
+                    spec.run_date,
+                )
+            )
+        self._types["before"] = _merge_types(self._types["before"], work.types_before, types_b)
+        self._types["after"] = _merge_types(self._types["after"], work.types_after, types_a)
+        lines = (
+            pl.concat(parts).sort(_KEY)
+            if parts
+            else pl.DataFrame({_KEY: [], _LINE: []}, schema={_KEY: pl.String, _LINE: pl.String})
+        )
+        self._timed("format", t)
+        self.engine._tick("diff", 2, 2)
+        return lines, identical_rb
+
+    def _check_empty_after_quarantine(self, after: _SideData, n_bad: int) -> None:
+        if after.frame.height - n_bad <= 0 and "after" not in self.spec.allow_empty:
+            raise DiffError(
+                ErrorClass.EMPTY_SNAPSHOT,
+                "after snapshot has no records (allow it with --allow-empty after)",
+                file=after.location,
+            )
+
+    # -----------------------------------------------------------------------------------------
+    # Schema drift
+
+    def _schema_drift(self, identical: Iterator[pl.Series]) -> mf.SchemaDrift:
+        """Exact drift; see step 6 of the module doc. `identical`: the unchanged lines, in
+        chunks (read only when some path's types differ between the parsed records)."""
+        tb, ta = self._types["before"], self._types["after"]
+        paths = sorted(p for p in tb.keys() | ta.keys() if tb.get(p, set()) != ta.get(p, set()))
+        if not paths:
+            return mf.SchemaDrift()
+        # Types of these paths among the unchanged lines (they count on both sides).
+        known = {p: tb.get(p, set()) & ta.get(p, set()) for p in paths}
+        found: dict[str, set[str]] = {p: set() for p in paths}
+        for lines in identical:
+            chunk = _types_in_lines(lines, paths, {p: known[p] | found[p] for p in paths})
+            for p, types in chunk.items():
+                found[p] |= types
+        before = {p: tb.get(p, set()) | found.get(p, set()) for p in tb.keys() | found.keys()}
+        after = {p: ta.get(p, set()) | found.get(p, set()) for p in ta.keys() | found.keys()}
+        before = {p: t for p, t in before.items() if t}
+        after = {p: t for p, t in after.items() if t}
+        return mf.schema_drift(before, after)
+
+
+def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.DataFrame:
+    """Full join of the two sides' keys: (k, rb, ra), rb/ra the row numbers (null: absent).
+
+    When the 64-bit key hashes are unique on each side, the join runs on them (cheaper than
+    on text) and every matched pair's keys are then compared as text; any mismatch (a hash
+    collision across the sides) falls back to the join on the text."""
+    if hashes_unique and bf.height and af.height:
+        joined = (
+            bf.select(_HASH)
+            .with_row_index("rb")
+            .join(af.select(_HASH).with_row_index("ra"), on=_HASH, how="full", coalesce=True)
+        )
+        kb = bf[_KEY].gather(joined["rb"])
+        ka = af[_KEY].gather(joined["ra"])
+        if bool(((kb == ka) | kb.is_null() | ka.is_null()).all()):
+            return joined.select(kb.fill_null(ka).alias(_KEY), "rb", "ra")
+    jb = bf.select(_KEY).with_row_index("rb")
+    ja = af.select(_KEY).with_row_index("ra")
+    return jb.join(ja, on=_KEY, how="full", coalesce=True).select(_KEY, "rb", "ra")
+
+
+def _csv_bytes(lines: pl.Series) -> bytes:
+    """The lines as UTF-8 bytes, one per line, without a round trip through Python strings."""
+    import io
+
+    buffer = io.BytesIO()
+    pl.DataFrame({_LINE: lines}).write_csv(buffer, include_header=False, quote_style="never")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# The records whose bytes differ
+
+_PY_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array"}
+
+
+def _leaves_into(obj: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    """`jsonvalue.leaves`, without the intermediate dicts (hot path)."""
+    for name, value in obj.items():
+        if value is None:
+            continue
+        if type(value) is dict:
+            _leaves_into(value, f"{prefix}{name}.", out)
+        else:
+            out[prefix + name] = value
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _leaf_equal(x: Any, y: Any) -> bool:
+    """`jsonvalue.values_equal(x, y)`, fast for the common cases (property-tested against it)."""
+    tx = type(x)
+    if tx is not type(y):
+        if tx in _NUMBER_TYPES and type(y) in _NUMBER_TYPES:
+            return x == y  # int vs float: Python compares them exactly, by value
+        return jsonvalue.normalize(x) == jsonvalue.normalize(y)
+    if tx is list:
+        if len(x) != len(y):
+            return False
+        for u, v in zip(x, y, strict=False):
+            if not _leaf_equal(u, v):
+                return False
+        return True
+    if tx is dict:
+        if x.keys() != y.keys():
+            return jsonvalue.normalize(x) == jsonvalue.normalize(y)
+        for name, u in x.items():
+            if not _leaf_equal(u, y[name]):
+                return False
+        return True
+    return x == y  # same-type scalars (or both None): Python equality is the contract's
+
+
+def changed_paths_fast(
+    before: dict[str, Any], after: dict[str, Any], ignore: Sequence[str] = ()
+) -> list[str]:
+    """Same result as `jsonvalue.changed_paths` (checked by property tests), faster."""
+    lb: dict[str, Any] = {}
+    la: dict[str, Any] = {}
+    _leaves_into(before, "", lb)
+    _leaves_into(after, "", la)
+    return _changed_from_leaves(lb, la, ignore)
+
+
+def _changed_from_leaves(
+    lb: dict[str, Any], la: dict[str, Any], ignore: Sequence[str]
+) -> list[str]:
+    if ignore:
+        lb = {p: v for p, v in lb.items() if not jsonvalue.is_ignored(p, ignore)}
+        la = {p: v for p, v in la.items() if not jsonvalue.is_ignored(p, ignore)}
+    changed = []
+    get = la.get
+    for p, v in lb.items():
+        w = get(p)
+        if v is w:
+            continue
+        tv = type(v)
+        if tv is type(w) and tv is not list:
+            if v != w:  # same-type scalars: Python equality is the contract's
+                changed.append(p)
+        elif w is None or not _leaf_equal(v, w):
+            changed.append(p)
+    if len(la) != len(lb) or changed:  # else every path of la was seen in lb
+        changed.extend(p for p in la if p not in lb)
+    changed.sort()
+    return changed
+
+
+_PARALLEL_MIN = 20_000  # records to parse before the work is worth sending to workers
+_POOL_MIN_BYTES = 64 * 1024 * 1024  # input bytes (both sides) before worker processes start
+_FORMAT_BATCH = 50_000  # events formatted at a time
+_CHUNK_BYTES = int(os.environ.get("DIFFCORE_CHUNK_BYTES", 256 * 1024 * 1024))  # partitioned mode
+
+
+def _signature(leaves: dict[str, Any]) -> tuple:
+    """What a record contributes to schema drift, cheap to make and to deduplicate."""
+    return (tuple(leaves), tuple(map(type, leaves.values())))
+
+
+@dataclass
+class ParsedWork:
+    # per pair: ("u", changed paths as a JSON list) | ("=",) equal | ("bad", class, message)
+    pairs: list[tuple]
+    insert_errors: list[tuple[int, str, str]]  # (index, class, message)
+    types_before: dict[str, set[str]]
+    types_after: dict[str, set[str]]
+    field_counts: dict[str, int] = field(default_factory=dict)  # changed path -> updates
+
+
+def _work_chunk(
+    job: tuple[list[str], list[str], tuple[str, ...]],
+) -> tuple[list[tuple], set, set, dict[str, int]]:
+    """Parse and compare one chunk of pairs (runs in a worker process or inline)."""
+    b_texts, a_texts, ignore = job
+    pairs: list[tuple] = []
+    sig_b: set = set()
+    sig_a: set = set()
+    counts: dict[str, int] = {}
+    dumps = jsonvalue.compact_json
+    for b_text, a_text in zip(b_texts, a_texts, strict=False):
+        lb: dict[str, Any] = {}
+        _leaves_into(parse_json(b_text), "", lb)
+        sig_b.add(_signature(lb))
+        try:
+            a = parse_record(a_text)
+        except _Bad as bad:
+            pairs.append(("bad", bad.error_class.value, bad.message))
+            continue
+        la: dict[str, Any] = {}
+        _leaves_into(a, "", la)
+        sig_a.add(_signature(la))
+        changed = _changed_from_leaves(lb, la, ignore)
+        if changed:
+            pairs.append(("u", dumps(changed)))
+            for path in changed:
+                counts[path] = counts.get(path, 0) + 1
+        else:
+            pairs.append(("=",))
+    return pairs, sig_b, sig_a, counts
+
+
+def _types_from_signatures(signatures: Iterable[tuple]) -> dict[str, set[str]]:
+    acc: dict[str, set[str]] = {}
+    for paths, types in signatures:
+        for path, t in zip(paths, types, strict=False):
+            acc.setdefault(path, set()).add(_PY_TYPES[t])
+    return acc
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # not Linux
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
+class _Pending:
+    """The result of `start_pairs`, ready now or later."""
+
+    def __init__(self, compute: Callable[[], list], merge: Callable[[list], ParsedWork]) -> None:
+        self._compute = compute
+        self._merge = merge
+
+    def result(self) -> ParsedWork:
+        return self._merge(self._compute())
+
+
+def start_pairs(
+    b_texts: list[bytes] | list[str],
+    a_texts: list[bytes] | list[str],
+    ignore: Sequence[str] = (),
+    pool: Any = None,
+) -> _Pending:
+    """Start parsing and comparing the byte-different pairs; `.result()` gives, for each pair,
+    `("u", changed paths as JSON)`, `("=",)` (equal by contract) or `("bad", class, message)`
+    when the after text is not a valid record; the leaf types of the records parsed (before:
+    all; after: the valid ones); and how often each path changed.
+
+    With a `multiprocessing` pool the pairs are cut into chunks that the workers parse while
+    the caller goes on; without one, the work is done when `.result()` is called.
+    """
+    ignore = tuple(ignore)
+    n = len(b_texts)
+
+    def merge(chunks: list) -> ParsedWork:
+        pairs: list[tuple] = []
+        sig_b: set = set()
+        sig_a: set = set()
+        counts: dict[str, int] = {}
+        for p, sb, sa, c in chunks:
+            pairs.extend(p)
+            sig_b |= sb
+            sig_a |= sa
+            for path, n in c.items():
+                counts[path] = counts.get(path, 0) + n
+        return ParsedWork(
+            pairs, [], _types_from_signatures(sig_b), _types_from_signatures(sig_a), counts
+        )
+
+    if pool is None or n < _PARALLEL_MIN:
+        return _Pending(lambda: [_work_chunk((b_texts, a_texts, ignore))], merge)
+    step = max(1000, -(-n // 16))
+    jobs = [(b_texts[lo : lo + step], a_texts[lo : lo + step], ignore) for lo in range(0, n, step)]
+    async_result = pool.map_async(_work_chunk, jobs, chunksize=1)
+    return _Pending(async_result.get, merge)
+
+
+def compare_pairs(
+    b_texts: list[bytes] | list[str],
+    a_texts: list[bytes] | list[str],
+    ignore: Sequence[str] = (),
+    pool: Any = None,
+) -> ParsedWork:
+    """`start_pairs(...).result()`."""
+    return start_pairs(b_texts, a_texts, ignore, pool).result()
+
+
+def check_records(lines: pl.Series) -> list[tuple[int, str, str]]:
+    """`(index, error class, message)` of the lines that are not valid records: the validity
+    regex vouches for most; the others are parsed exactly."""
+    if lines.len() == 0:
+        return []
+    ok = _streaming(pl.DataFrame({_LINE: lines}), [pl.col(_LINE).str.contains(VALID_RECORD_REGEX)])
+    suspect = (~ok.to_series()).arg_true()
+    errors = []
+    for i in suspect.to_list():
+        try:
+            parse_record(lines[i])
+        except _Bad as bad:
+            errors.append((i, bad.error_class.value, bad.message))
+    return errors
+
+
+_STRING_LITERAL = r'"(?:[^"\\]|\\.)*"'
+
+
+def skeleton_types(lines: pl.Series) -> dict[str, set[str]]:
+    """`leaf path -> set of JSON types` over valid JSON object texts, parsing one text per
+    distinct skeleton. The skeleton is the text with every string replaced by `s` and every
+    number by `n` (literals and punctuation kept), paired with the sequence of member names:
+    two valid texts with the same skeleton and names have the same leaves and leaf types."""
+    if lines.len() == 0:
+        return {}
+    line = pl.col(_LINE)
+    reps = (
+        pl.DataFrame({_LINE: lines})
+        .lazy()
+        .with_columns(
+            line.str.replace_all(_STRING_LITERAL, "s")
+            .str.replace_all(r"-?[0-9][0-9.eE+\-]*", "n")
+            .alias("sk"),
+            line.str.extract_all(_STRING_LITERAL + r"\s*:").list.join("\x1f").alias("nm"),
+        )
+        .unique(["sk", "nm"], keep="any")
+        .select(_LINE)
+        .collect(engine="streaming")[_LINE]
+        .to_list()
+    )
+    signatures = set()
+    for text in reps:
+        leaves: dict[str, Any] = {}
+        _leaves_into(parse_json(text), "", leaves)
+        signatures.add(_signature(leaves))
+    return _types_from_signatures(signatures)
+
+
+def _merge_types(*parts: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for part in parts:
+        for path, types in part.items():
+            out.setdefault(path, set()).update(types)
+    return out
+
+
+_EVENT_TAIL = '"run_date":"{run_date}","event_id":"'
+
+
+def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl.DataFrame:
+    """Event lines (k, line) for a frame of (k, op, b, a, ch), byte for byte as
+    `events.event_line` writes them (checked by tests); the event ids are computed in one
+    batch."""
+    import hashlib
+
+    n = len(key)
+    tokens = pl.col(_KEY).str.split(_KEY_JOIN)
+    names = [jsonvalue.compact_json(p) for p in key]
+    compact = [pl.lit("{")]
+    for i, name in enumerate(names):
+        compact += [pl.lit(("," if i else "") + name + ":"), tokens.list.get(i)]
+    compact.append(pl.lit("}"))
+    order = sorted(range(n), key=lambda i: key[i])
+    canonical = [pl.lit(f'["{run_date}","'), pl.col("op"), pl.lit('",{')]
+    for j, i in enumerate(order):
+        canonical += [pl.lit(("," if j else "") + names[i] + ":"), tokens.list.get(i)]
+    canonical.append(pl.lit("}]"))
+    ws = " \t\r\n"
+    frame = _streaming(
+        events,
+        [
+            pl.col(_KEY),
+            pl.col("op"),
+            pl.concat_str(compact).alias("key"),
+            pl.concat_str(canonical).alias("canon"),
+            pl.col("b").str.strip_chars(ws).fill_null("null").alias("b"),
+            pl.col("a").str.strip_chars(ws).fill_null("null").alias("a"),
+            pl.col("ch").fill_null("null").alias("ch"),
+        ],
+    )
+    sha = hashlib.sha256
+    ids = [sha(c.encode()).hexdigest() for c in frame["canon"].to_list()]
+    frame = frame.with_columns(pl.Series("eid", ids, dtype=pl.String))
+    return _streaming(
+        frame,
+        [
+            pl.col(_KEY),
+            pl.concat_str(
+                [
+                    pl.lit('{"op":"'),
+                    pl.col("op"),
+                    pl.lit('","key":'),
+                    pl.col("key"),
+                    pl.lit(',"before":'),
+                    pl.col("b"),
+                    pl.lit(',"after":'),
+                    pl.col("a"),
+                    pl.lit(',"changed":'),
+                    pl.col("ch"),
+                    pl.lit(f',"run_date":"{run_date}","event_id":"'),
+                    pl.col("eid"),
+                    pl.lit('"}'),
+                ]
+            ).alias(_LINE),
+        ],
+    )
+
+
+def _types_in_lines(
+    lines: pl.Series, paths: Sequence[str], known: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """For each path, the set of JSON types it has in some line of `lines` (exact).
+
+    Only types not in `known[path]` are searched (those are already present on both sides);
+    a type is looked for among the lines a regex prefilter lets through, parsing them in
+    batches until one confirms it.
+    """
+    found: dict[str, set[str]] = {p: set() for p in paths}
+    if lines.len() == 0:
+        return found
+    frame = pl.DataFrame({_LINE: lines})
+    escaped = frame.filter(pl.col(_LINE).str.contains(r"\\[u/]"))  # names may be escaped
+    parsed_escaped = False
+
+    def absorb(texts: Iterable[str]) -> None:
+        for text in texts:
+            obj = parse_json(text)
+            if isinstance(obj, dict):
+                for path, value in jsonvalue.leaves(obj).items():
+                    if path in found:
+                        found[path].add(jsonvalue.json_type(value))
+
+    for path in paths:
+        # The member holding the leaf is named by a suffix of the path ("c.d" may be the
+        # member "d" of "c", or a member named "c.d").
+        steps = path.split(".")
+        name = (
+            "(?:"
+            + "|".join(
+                _rx_escape(jsonvalue.compact_json(".".join(steps[i:]))) for i in range(len(steps))
+            )
+            + ")"
+        )
+        for t, start in _TYPE_START.items():
+            if t in found[path] or t in known.get(path, set()):
+                continue
+            if not parsed_escaped and escaped.height:
+                absorb(escaped[_LINE].to_list())
+                parsed_escaped = True
+                if t in found[path]:
+                    continue
+            hits = frame.filter(pl.col(_LINE).str.contains(rf"{name}\s*:\s*{start}"))[_LINE]
+            for offset in range(0, hits.len(), 2000):
+                absorb(hits.slice(offset, 2000).to_list())
+                if t in found[path]:
+                    break
+    return found

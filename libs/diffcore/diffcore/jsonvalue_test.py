@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from diffcore import jsonvalue as jv
+
+
+def test_loads_exact_and_strict() -> None:
+    assert jv.loads("123456789012345678901234567890") == 123456789012345678901234567890
+    assert jv.loads(b'{"a":1.0}') == {"a": 1.0}
+    for bad in ("NaN", "[Infinity]", '{"a":-Infinity}', "{", "[1,]", "'a'"):
+        with pytest.raises(ValueError):
+            jv.loads(bad)
+
+
+def test_canonical_and_compact() -> None:
+    value = {"b": 1, "a": ["é", {"d": None, "c": True}]}
+    assert jv.canonical_json(value) == '{"a":["é",{"c":true,"d":null}],"b":1}'
+    assert jv.compact_json(value) == '{"b":1,"a":["é",{"d":null,"c":true}]}'
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, "null"),
+        (True, "boolean"),
+        (0, "number"),
+        (1.5, "number"),
+        ("", "string"),
+        ([], "array"),
+        ({}, "object"),
+    ],
+)
+def test_json_type(value: object, expected: str) -> None:
+    assert jv.json_type(value) == expected
+    assert jv.is_number(value) is (expected == "number")
+
+
+@pytest.mark.parametrize(
+    "a,b,equal",
+    [
+        (1, 1.0, True),
+        (2**53 + 1, float(2**53), False),
+        (2**64, 2**64, True),
+        (2**63, 2.0**63, True),
+        ("1", 1, False),
+        (True, 1, False),
+        (False, 0, False),
+        ([], None, False),
+        ({}, None, True),
+        ({"a": None}, None, True),
+        ({"a": None}, {}, True),
+        ([1, 2], [2, 1], False),
+        ([{"a": 1, "b": None}], [{"a": 1.0}], True),
+        ("é", "e\u0301", False),
+        (" a", "a", False),
+        (0.1 + 0.2, 0.3, False),
+    ],
+)
+def test_values_equal(a: object, b: object, equal: bool) -> None:
+    assert jv.values_equal(a, b) is equal
+    assert jv.values_equal(b, a) is equal
+
+
+def test_leaves_and_changed_paths() -> None:
+    before = {"id": 1, "a": {"b": {"c": 1}, "z": None}, "arr": [1, {"x": 1}], "gone": {"k": 1}}
+    after = {"arr": [1, {"x": 1.0}], "id": 1.0, "a": {"b": {"c": 2}}, "new": {"p": {"q": "s"}}}
+    assert jv.leaves(before) == {"id": 1, "a.b.c": 1, "arr": [1, {"x": 1}], "gone.k": 1}
+    assert jv.changed_paths(before, after) == ["a.b.c", "gone.k", "new.p.q"]
+    assert jv.changed_paths(before, after, ["a", "new"]) == ["gone.k"]
+    assert jv.changed_paths(before, before) == []
+    assert jv.leaf_types(after) == {
+        "arr": "array",
+        "id": "number",
+        "a.b.c": "number",
+        "new.p.q": "string",
+    }
+
+
+def test_is_ignored_and_get_path() -> None:
+    assert jv.is_ignored("meta.etag", ["meta"]) and jv.is_ignored("meta", ["meta"])
+    assert not jv.is_ignored("metadata", ["meta"])
+    record = {"customer": {"id": 7, "tags": ["a"]}, "x": 1}
+    assert jv.get_path(record, "customer.id") == 7
+    assert jv.get_path(record, "customer.id.deeper") is None
+    assert jv.get_path(record, "x.y") is None and jv.get_path(record, "nope") is None
+
+
+_json = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=4),
+    ),
+    lambda c: st.one_of(
+        st.lists(c, max_size=3), st.dictionaries(st.text(max_size=3), c, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_json)
+def test_roundtrip_is_equal_and_normalize_hashable(value: object) -> None:
+    again = jv.loads(json.dumps(value))
+    assert jv.values_equal(value, again)
+    hash(jv.normalize(value))
+    assert jv.loads(jv.canonical_json(value)) == jv.loads(json.dumps(value, sort_keys=True))
