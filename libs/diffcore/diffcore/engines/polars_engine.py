@@ -201,6 +201,45 @@ def _first_member_regex(path: str) -> str:
     return rx + _TOKEN + r"\s*[,}]"
 
 
+def _compact_prefix(key: Sequence[str]) -> str | None:
+    """`{"a":{"b":` for the key `a.b`: how a line whose key is its first member starts when
+    written compactly; None when the fast uniqueness check does not apply (composite keys,
+    a name repeated or occurring inside another)."""
+    if len(key) != 1:
+        return None
+    quoted = [jsonvalue.compact_json(step) for step in key[0].split(".")]
+    prefix = "".join("{" + q + ":" for q in quoted)
+    if any(prefix.count(q) != 1 for q in quoted):
+        return None
+    return prefix
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f",
+                  "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped_names_regex(names: Sequence[str]) -> tuple[str, str]:
+    """A literal that every escaped spelling of a character of `names` contains, and a regex
+    matching those spellings (`\\u0069` for `i`, ...). A member name written with such an escape
+    may be a key name the literal search does not see: such lines take the exact path."""
+    spellings: set[str] = set()
+    literal = "\\u"
+    for ch in set("".join(names)):
+        code = ord(ch) if ord(ch) < 0x10000 else 0xD800 + ((ord(ch) - 0x10000) >> 10)
+        spellings.add("\\\\u" + "".join(f"[{d.lower()}{d.upper()}]" for d in f"{code:04x}"))
+        if ch in _SHORT_ESCAPES:
+            spellings.add(_rx_escape(_SHORT_ESCAPES[ch]))
+            literal = "\\"
+    return literal, "|".join(sorted(spellings))
+
+
+def _names_once(quoted: Sequence[str]) -> pl.Expr:
+    """Each (JSON-quoted) name occurs exactly once in the line."""
+    return pl.all_horizontal(
+        [pl.col(_LINE).str.count_matches(q, literal=True) == 1 for q in quoted]
+    )
+
+
 def _streaming(frame: pl.DataFrame, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
     """`frame.select(exprs)` on Polars' streaming engine: the rows are cut into morsels that
     all threads work on (the eager engine runs a string kernel over a column on one thread)."""
@@ -216,13 +255,24 @@ def _fast_keys(
         empty = pl.Series(_KEY, [], dtype=pl.String)
         return empty, (pl.Series("_ok", [], dtype=pl.Boolean) if validate else None)
     names = sorted({step for path in key for step in path.split(".")})
+    quoted = [jsonvalue.compact_json(n) for n in names]
     line = pl.col(_LINE)
     exprs = [line.str.extract(_first_member_regex(p), 1).alias(f"t{i}") for i, p in enumerate(key)]
-    exprs.append(
-        pl.all_horizontal(
-            [line.str.count_matches(jsonvalue.compact_json(n), literal=True) == 1 for n in names]
-        ).alias("_u")
-    )
+    prefix = _compact_prefix(key)
+    if prefix is not None:
+        # The common case, cheaper than counting: the line starts with the key's members
+        # written compactly (so each name's first occurrence is there) and no name occurs in
+        # the rest of the line. Other lines with a token are counted below.
+        exprs.append(
+            (
+                line.str.starts_with(prefix)
+                & ~pl.any_horizontal(
+                    [line.str.slice(len(prefix)).str.contains(q, literal=True) for q in quoted]
+                )
+            ).alias("_u")
+        )
+    else:
+        exprs.append(_names_once(quoted).alias("_u"))
     if validate:
         exprs.append(line.str.contains(VALID_RECORD_REGEX).alias("_ok"))
     out = _streaming(pl.DataFrame({_LINE: lines}), exprs)
@@ -232,6 +282,18 @@ def _fast_keys(
             idx = col.is_null().arg_true()
             found = lines.gather(idx).str.extract(key_regex(p), 1)
             out = out.with_columns(col.scatter(idx, found))
+    if prefix is not None:
+        recount = (~out["_u"] & out["t0"].is_not_null()).arg_true()
+        if recount.len():
+            once = _streaming(pl.DataFrame({_LINE: lines.gather(recount)}), [_names_once(quoted)])
+            out = out.with_columns(out["_u"].scatter(recount, once.to_series()))
+    # A key name spelled with escapes (`{"id":1,"\\u0069d":2}`) is invisible to the literal
+    # searches above: lines with such an escape lose their fast key.
+    literal, escaped = _escaped_names_regex(names)
+    suspects = (out["_u"] & lines.str.contains(literal, literal=True)).arg_true()
+    if suspects.len():
+        hit = lines.gather(suspects).str.contains(escaped)
+        out = out.with_columns(out["_u"].scatter(suspects, ~hit & out["_u"].gather(suspects)))
     tokens = (
         pl.col("t0")
         if len(key) == 1
@@ -789,17 +851,25 @@ class _Run:
             ) from None
         fmt = sources.sniff_format(head)
         pre_bad: list[tuple[int, str, str]] = []
-        if (
-            fmt == "ndjson"
-            and not head.startswith(b"\xef\xbb\xbf")
-            and not _contains_byte(local, _SEP.encode())
-        ):
-            try:
-                t = _clock()
-                df = _read_csv_lines(local)
-                self._timed("read_csv", t)
-            except pl.exceptions.ComputeError:
-                df = None  # invalid UTF-8 somewhere: read line by line
+        if fmt == "ndjson" and not head.startswith(b"\xef\xbb\xbf"):
+            # A file holding the separator byte is read line by line. The check (one pass over
+            # the file) runs in a thread while `read_csv` (which releases the GIL) reads.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as checker:
+                has_sep = checker.submit(_contains_byte, local, _SEP.encode())
+                error: Exception | None = None
+                try:
+                    t = _clock()
+                    df = _read_csv_lines(local)
+                    self._timed("read_csv", t)
+                except pl.exceptions.PolarsError as exc:
+                    df, error = None, exc
+                if has_sep.result():
+                    df = None  # the separator occurs (not valid JSON text): line by line
+                elif error is not None and not isinstance(error, pl.exceptions.ComputeError):
+                    raise error
+                # (a ComputeError: invalid UTF-8 somewhere: read line by line)
             if df is not None:
                 df = (
                     df.with_row_index(_LINENO, offset=1)
@@ -1329,25 +1399,37 @@ def _work_chunk(
     sig_a: set = set()
     counts: dict[str, int] = {}
     dumps = jsonvalue.compact_json
+    # Hot loop: names bound locally; the same changed lists recur, so their JSON is cached.
+    changed_json: dict[tuple[str, ...], tuple[str, str]] = {}
+    append = pairs.append
+    add_b = sig_b.add
+    add_a = sig_a.add
+    leaves_into = _leaves_into
+    changed_from = _changed_from_leaves
+    equal = ("=",)
     for b_text, a_text in zip(b_texts, a_texts, strict=False):
         lb: dict[str, Any] = {}
-        _leaves_into(parse_json(b_text), "", lb)
-        sig_b.add(_signature(lb))
+        leaves_into(parse_json(b_text), "", lb)
+        add_b((tuple(lb), tuple(map(type, lb.values()))))
         try:
             a = parse_record(a_text)
         except _Bad as bad:
-            pairs.append(("bad", bad.error_class.value, bad.message))
+            append(("bad", bad.error_class.value, bad.message))
             continue
         la: dict[str, Any] = {}
-        _leaves_into(a, "", la)
-        sig_a.add(_signature(la))
-        changed = _changed_from_leaves(lb, la, ignore)
+        leaves_into(a, "", la)
+        add_a((tuple(la), tuple(map(type, la.values()))))
+        changed = changed_from(lb, la, ignore)
         if changed:
-            pairs.append(("u", dumps(changed)))
+            signature = tuple(changed)
+            result = changed_json.get(signature)
+            if result is None:
+                result = changed_json[signature] = ("u", dumps(changed))
+            append(result)
             for path in changed:
                 counts[path] = counts.get(path, 0) + 1
         else:
-            pairs.append(("=",))
+            append(equal)
     return pairs, sig_b, sig_a, counts
 
 
@@ -1494,16 +1576,20 @@ def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl
     import hashlib
 
     n = len(key)
-    tokens = pl.col(_KEY).str.split(_KEY_JOIN)
+    split = pl.col(_KEY).str.split(_KEY_JOIN)
+
+    def token(i: int) -> pl.Expr:  # a single key's token is the key text itself
+        return pl.col(_KEY) if n == 1 else split.list.get(i)
+
     names = [jsonvalue.compact_json(p) for p in key]
     compact = [pl.lit("{")]
     for i, name in enumerate(names):
-        compact += [pl.lit(("," if i else "") + name + ":"), tokens.list.get(i)]
+        compact += [pl.lit(("," if i else "") + name + ":"), token(i)]
     compact.append(pl.lit("}"))
     order = sorted(range(n), key=lambda i: key[i])
     canonical = [pl.lit(f'["{run_date}","'), pl.col("op"), pl.lit('",{')]
     for j, i in enumerate(order):
-        canonical += [pl.lit(("," if j else "") + names[i] + ":"), tokens.list.get(i)]
+        canonical += [pl.lit(("," if j else "") + names[i] + ":"), token(i)]
     canonical.append(pl.lit("}]"))
     ws = " \t\r\n"
     frame = _streaming(
@@ -1519,7 +1605,7 @@ def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl
         ],
     )
     sha = hashlib.sha256
-    ids = [sha(c.encode()).hexdigest() for c in frame["canon"].to_list()]
+    ids = [sha(c).hexdigest() for c in frame["canon"].cast(pl.Binary).to_list()]
     frame = frame.with_columns(pl.Series("eid", ids, dtype=pl.String))
     return _streaming(
         frame,

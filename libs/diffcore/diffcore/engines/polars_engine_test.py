@@ -239,6 +239,16 @@ def test_escaped_member_names_in_unchanged_lines(tmp_path: Path) -> None:
     assert m.schema_drift.type_changed == ()
 
 
+def test_key_name_spelled_with_escapes(tmp_path: Path) -> None:
+    # `"\u0069d"` is the member name `id`: the last one wins, as in the exact parser, so the
+    # fast literal search must not take the first `"id"` as the key.
+    before = ['{"id":1,"\\u0069d":2,"v":"a"}', '{"id":3,"\\u0069\\u0064":4}', '{"id":5,"v":0}']
+    after = ['{"id":2,"v":"a"}', '{"id":4}', '{"\\t":1,"id":5,"v":0}']
+    _, events = run(tmp_path, before, after)
+    assert [(e["op"], e["key"]) for e in events] == [("u", {"id": 5})]
+    check_against_naive(tmp_path / "naive", before, after)
+
+
 def test_input_forms(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x.json").write_text('[\n {"id": 1, "v": 1},\n {"id": 2, "v": 2}\n]')
@@ -270,6 +280,12 @@ def test_separator_byte_and_invalid_utf8(tmp_path: Path) -> None:
     with pytest.raises(DiffError) as err:
         run(tmp_path, str(tmp_path / "b"), str(tmp_path / "a"))
     assert err.value.error_class is ErrorClass.MALFORMED_JSON and err.value.line == 2
+    # The separator byte anywhere (read_csv alone would drop a trailing one silently).
+    for text in (b'{"id":2,"v":1}\x1f', b'\x1f{"id":2}\n', b'{"id":2,"v":"\x1f"}'):
+        (tmp_path / "b" / "x.jsonl").write_bytes(b'{"id":1,"v":"a\\u001f"}\n' + text)
+        with pytest.raises(DiffError) as err:
+            run(tmp_path, str(tmp_path / "b"), str(tmp_path / "a"))
+        assert err.value.error_class is ErrorClass.MALFORMED_JSON and err.value.line == 2
 
 
 @pytest.mark.parametrize(
@@ -653,3 +669,14 @@ def test_key_regex_cases() -> None:
     got = pe._fast_keys(pl.Series(lines), ("id",))[0].to_list()
     assert got == ["1", '"k"', None, None, None, None, None, None]
     assert pe.key_token(jsonvalue.loads(lines[5]), ("id",)) == "2"
+
+
+def test_fast_keys_compact_prefix_check() -> None:
+    """The uniqueness check of the key's member names: compact lines by the prefix, the
+    others by counting; both conservative (a name seen twice anywhere: exact path)."""
+    lines = ['{"id":1,"x":{"id":2}}', ' {"id":3}', '{"id":4,"id2":5}', '{"id" :5}', '{"id":6}']
+    got = pe._fast_keys(pl.Series(lines), ("id",))[0].to_list()
+    assert got == [None, "3", "4", "5", "6"]
+    lines = ['{"c":{"d":7},"e":"c"}', '{"c":{"d":8}}', '{"c": {"d":9},"x":{"d":1}}']
+    assert pe._fast_keys(pl.Series(lines), ("c.d",))[0].to_list() == [None, "8", None]
+    assert pe._compact_prefix(("a.a",)) is None and pe._compact_prefix(("a", "b")) is None
