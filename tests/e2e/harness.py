@@ -27,10 +27,9 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +39,7 @@ from diffcore.manifest import Manifest
 from pipeline_infra import announce_spec
 from pipeline_infra.announce_spec import QueueSettings
 from pipeline_infra.config import PipelineConfig, find_repo_root
-from tests.support.services import FAKE_AWS, consume_all, create_topics
+from tests.support.services import FAKE_AWS, consume_all, create_topics, patched_environ
 
 LOCAL_ACCOUNT = "123456789012"  # made up (moto's default account)
 LOCAL_REGION = FAKE_AWS["region_name"]
@@ -108,35 +107,6 @@ class Names:
 
 
 # ------------------------------------------------------------------------------ environment
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the block, restoring the old values afterwards."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def aws_env(endpoint_url: str) -> contextlib.AbstractContextManager[None]:
-    """Every AWS client of this process (and of Spark's Python workers started inside the block)
-    talks to moto. Set it before a Spark session starts: workers inherit the JVM's environment."""
-    return patched_environ(
-        {
-            "AWS_ENDPOINT_URL": endpoint_url,
-            "AWS_ACCESS_KEY_ID": FAKE_AWS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": FAKE_AWS["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": LOCAL_REGION,
-            "AWS_REGION": LOCAL_REGION,
-        }
-    )
 
 
 def reset_moto(endpoint_url: str) -> None:

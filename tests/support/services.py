@@ -68,6 +68,35 @@ FAKE_AWS: Mapping[str, str] = {
 _START_ATTEMPTS = 3
 
 
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, restoring the old values afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def aws_env(endpoint_url: str) -> contextlib.AbstractContextManager[None]:
+    """Every AWS client of this process (and of Spark's Python workers started inside the block)
+    talks to moto. Set it before a Spark session starts: workers inherit the JVM's environment."""
+    return patched_environ(
+        {
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": FAKE_AWS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": FAKE_AWS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": FAKE_AWS["region_name"],
+            "AWS_REGION": FAKE_AWS["region_name"],
+        }
+    )
+
+
 class ServiceError(RuntimeError):
     """A service did not start (its log is in the message) or could not be found."""
 
