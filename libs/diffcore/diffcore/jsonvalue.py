@@ -76,9 +76,7 @@ def normalize(value: JSONValue) -> Any:
     if isinstance(value, list):
         return ("a", tuple(normalize(item) for item in value))
     if isinstance(value, dict):
-        members = tuple(
-            sorted((k, n) for k, v in value.items() if (n := normalize(v)) is not None)
-        )
+        members = tuple(sorted((k, n) for k, v in value.items() if (n := normalize(v)) is not None))
         return ("o", members) if members else None
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 

@@ -214,8 +214,16 @@ def _compact_prefix(key: Sequence[str]) -> str | None:
     return prefix
 
 
-_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f",
-                  "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "/": "\\/",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
 
 
 def _escaped_names_regex(names: Sequence[str]) -> tuple[str, str]:
@@ -1048,9 +1056,9 @@ class _Run:
         dups = dups.sort(_FILE, _LINENO)
         k = dups[_KEY][0]
         where = dups.filter(pl.col(_KEY) == k).head(2)
-        (f1, l1), (f2, l2) = [
+        (f1, l1), (f2, l2) = (
             (data.files[r[0]], r[1]) for r in where.select(_FILE, _LINENO).iter_rows()
-        ]
+        )
         raise DiffError(
             ErrorClass.DUPLICATE_KEY,
             f"key {_display_key(k, self.spec.key)} occurs more than once in the {data.side} "
