@@ -1,0 +1,1 @@
+"""The AWS Glue job (see main.py and ../README.md)."""

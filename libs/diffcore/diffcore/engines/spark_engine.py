@@ -1,0 +1,996 @@
+"""The Spark engine (PySpark 3.5, AWS Glue 5): the diff contract on a cluster.
+
+Spark is the scheduler and the shuffle; the contract's record rules run in Python on the
+executors, in `mapInArrow` functions that call the shared contract code (`diffcore.jsonvalue`
+for parsing, leaves, equality and changed paths; `diffcore.events` for the event line and its
+id). Nothing of the contract is rewritten in Spark SQL, so this engine cannot drift from the
+Polars engine or the reference. Importing this module imports neither Polars nor PySpark;
+PySpark is imported when an engine is built.
+
+Pipeline (one run):
+
+1. Driver: resolve each snapshot to its files (`diffcore.sources`), HEAD their sizes, and cut
+   them into *read tasks*: one per file, or, for an uncompressed file larger than
+   `split_bytes`, one per byte range (gzip is not splittable; an array file is read whole by
+   its first range).
+2. Parse stage (`mapInArrow`, one task per read task): read the bytes with `diffcore.store`
+   (local or `s3://`; ranged GET on S3), split lines, parse each record, check it is an
+   object with its key, and emit `(key, side, text, file, range, line)`; bad records become
+   error rows; each task also emits one small *stats* row (records and lines per range, the
+   set of `(leaf path, JSON type)` for schema drift, the first error). The result is
+   persisted (memory and disk), then only the stats rows are collected: one per task.
+3. Line numbers: a record's line is its index within its range plus the number of lines of
+   the earlier ranges of the same file (known from the stats rows). This is exact, needs no
+   second pass and no global `zipWithIndex`, and works for files of any size. (Spark's
+   `monotonically_increasing_id` is not a line number; `wholeTextFiles`/`binaryFile` would
+   hold whole files in memory.)
+4. Join stage: records are hash-partitioned by the canonical JSON of their key and sorted by
+   (key, side) within partitions - a sort-merge full outer join done by hand, so that a
+   duplicate key is *detected* (two rows of one side in a group), never multiplied. Equal
+   bytes short-circuit to "unchanged"; otherwise both records are parsed and
+   `jsonvalue.changed_paths` decides. Events are formatted by `events.event_line`. Persisted;
+   only per-partition stats (counts per op, duplicate samples) are collected.
+5. Write stage: the events are coalesced into ceil(changes / max_records_per_file)
+   partitions; each task writes bounded part files (records and uncompressed bytes) to the
+   staging location, named `*.staged` (no notified suffix), and returns name, records, bytes,
+   SHA-256. The driver promotes them to `part-NNNNN.jsonl[.gz]` in (partition, sequence)
+   order, removes parts of an earlier run, and writes the manifest last.
+
+Skew (what can be skewed here, and what handles it):
+- key frequency: by contract a key occurs at most once per side, so a join group has at most
+  two rows (a duplicate fails the run after reading a bounded sample); missing/null keys, the
+  classic join hot spot, never enter the shuffle (they are bad records);
+- key hashing: keys are hashed with Murmur3 over their canonical JSON text, and the number of
+  shuffle partitions follows the record count, so partitions stay even;
+- file sizes: big uncompressed files are split into byte ranges; a big gzip file is one task
+  (not splittable - prefer many gzip parts); an array file is parsed whole by one task;
+- record sizes: Arrow batches are cut by bytes as well as rows (`_BATCH_BYTES`), so a huge
+  record does not make a huge batch with it;
+- changes: the output is re-partitioned by the change count, and part files roll over by
+  records and bytes, so one partition with many changes still writes bounded files.
+
+Mixed types: records are parsed with Python's JSON (orjson when it is exact, the standard
+library otherwise), never with `spark.read.json`, whose schema inference coerces a field that
+is a number here and a string there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import diffcore
+from diffcore import layout, sources, store
+from diffcore import manifest as mf
+from diffcore.engine import RunResult
+from diffcore.errors import DiffError, ErrorClass, excerpt
+from diffcore.events import event_line
+from diffcore.jsonvalue import canonical_json, changed_paths, get_path, json_type
+from diffcore.jsonvalue import loads as reference_loads
+from diffcore.output import BadRecord, RunWriter
+from diffcore.spec import SIDES, RunSpec
+
+try:  # optional accelerator (the `orjson` extra); the standard library is the reference
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised on installs without the extra
+    _orjson = None
+
+ENGINE_NAME = "spark"
+DEFAULT_SPLIT_BYTES = 128 * 1024 * 1024
+# Arrow batches handed back to Spark: cut at this many rows or bytes, whichever comes first.
+_BATCH_ROWS = 4096
+_BATCH_BYTES = 16 * 1024 * 1024
+# orjson is exact for integers in [-2**63, 2**64 - 1] and turns the others into floats, so a
+# text holding a digit run that could lie outside (20+ digits, or "-" and 19+ digits) takes the
+# standard library. Conservative: a long digit run inside a string or a fraction goes there too.
+_LONG_DIGITS = re.compile(r"[0-9]{20}|-[0-9]{19}")
+_LONG_DIGITS_B = re.compile(rb"[0-9]{20}|-[0-9]{19}")
+_ERROR_SAMPLE = 5
+
+KIND_RECORD, KIND_BAD, KIND_STATS = 0, 1, 2
+PARSED_SCHEMA = (
+    "kind tinyint, side tinyint, key string, text binary, file int, rng int, line bigint, "
+    "info string"
+)
+EVENTS_SCHEMA = "kind tinyint, op string, line binary, info string"
+PARTS_SCHEMA = "partition int, seq int, path string, records bigint, bytes bigint, sha256 string"
+
+
+class _Clock:
+    """Wall time per phase, for the run's stats (logs, bench)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time.monotonic
+        self._last = self._time()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self._time()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------------
+# Record rules shared by every task (pure Python, unit-tested without Spark)
+
+
+def parse_record(raw: str | bytes) -> Any:
+    """Parse one JSON text exactly as `jsonvalue.loads` does (orjson only where identical).
+
+    Raises ValueError (or RecursionError) for text that is not JSON.
+    """
+    long_digits = _LONG_DIGITS_B if isinstance(raw, bytes) else _LONG_DIGITS
+    if _orjson is not None and not long_digits.search(raw):
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError:
+            pass  # let the reference decide (it accepts 1e400, lone surrogates, ...)
+    return reference_loads(raw)
+
+
+_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+}
+# orjson parses an integer outside [-2**63, 2**64) as a float, whose magnitude is then >= 2**63.
+_LOSSY = 2.0**63
+
+
+def add_leaf_types(record: dict, out: dict[str, str], prefix: str = "") -> bool:
+    """Put `path -> type` of every non-null leaf into `out`: `jsonvalue.leaf_types(record)` in one
+    walk without intermediate dicts (a property test proves them equal, down to member names
+    with dots whose paths collide: the later member wins, as there).
+
+    Returns True when a float of magnitude >= 2**63 occurs anywhere (arrays included): the sign
+    that orjson may have parsed an integer it could not hold, so the text is re-parsed exactly.
+    """
+    lossy = False
+    for name, value in record.items():
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is dict:
+            lossy |= add_leaf_types(value, out, f"{prefix}{name}.")
+            continue
+        out[f"{prefix}{name}"] = _TYPE_NAMES.get(kind) or json_type(value)
+        if (kind is float and abs(value) >= _LOSSY) or (kind is list and _has_big_float(value)):
+            lossy = True
+    return lossy
+
+
+def _has_big_float(value: Any) -> bool:
+    if type(value) is float:
+        return abs(value) >= _LOSSY
+    if type(value) is list:
+        return any(_has_big_float(v) for v in value)
+    if type(value) is dict:
+        return any(_has_big_float(v) for v in value.values())
+    return False
+
+
+def parse_with_types(text: str, types: dict[str, str]) -> Any:
+    """Parse one record exactly (as `jsonvalue.loads`) and, if it is an object, add its leaf
+    types to `types`. orjson first (fast); the reference parser when orjson refuses the text
+    or may have lost an integer. Raises ValueError/RecursionError for text that is not JSON."""
+    if _orjson is None:
+        value = reference_loads(text)
+        if isinstance(value, dict):
+            add_leaf_types(value, types)
+        return value
+    try:
+        value = _orjson.loads(text)
+    except _orjson.JSONDecodeError:
+        value = reference_loads(text)  # the reference decides (1e400, lone surrogates, ...)
+        if isinstance(value, dict):
+            add_leaf_types(value, types)
+        return value
+    if isinstance(value, dict):
+        if add_leaf_types(value, types):
+            value = reference_loads(text)  # same leaf types: an int and a float are both numbers
+    elif _has_big_float(value):
+        value = reference_loads(text)
+    return value
+
+
+def record_key(obj: Any, key: tuple[str, ...]) -> tuple[ErrorClass | None, str]:
+    """(None, canonical JSON of the key object) or (error class, message)."""
+    if not isinstance(obj, dict):
+        return ErrorClass.NOT_AN_OBJECT, f"record is a JSON {_type_name(obj)}, not an object"
+    values = {}
+    for path in key:
+        value = get_path(obj, path)
+        if value is None:
+            return ErrorClass.MISSING_KEY, f"key field {path!r} is missing or null"
+        values[path] = value
+    return None, canonical_json(values)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    side: int  # 0 before, 1 after
+    file: int  # index into the side's file list
+    path: str
+    start: int
+    end: int  # -1: to the end of the file
+    rng: int  # range index within the file
+    gz: bool
+
+
+def _open_at(path: str, start: int) -> Any:
+    """A binary stream positioned at byte `start` (ranged GET on S3)."""
+    if start == 0:
+        return store.open_read(path)
+    if store.is_s3(path):
+        import io
+
+        bucket, key = store.split_s3(path)
+        body = store.s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")["Body"]
+        return io.BufferedReader(store._S3Reader(body), buffer_size=1024 * 1024)  # noqa: SLF001
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    f.seek(start)
+    return f
+
+
+class _RangeLines:
+    """The lines (bytes, with their newline) that a byte range [start, end) of a file owns.
+
+    A range owns the lines that *start* inside it (Hadoop's convention): it skips the rest of
+    a line begun before `start` and finishes the line under way at `end`. `count` is the
+    number of lines it produced (blank ones included), which the driver turns into the line
+    offsets of the later ranges of the file.
+    """
+
+    def __init__(self, stream: Any, start: int, end: int) -> None:
+        self.stream, self.start, self.end, self.count = stream, start, end, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        pos = self.start
+        if self.start > 0:  # the stream was opened at start - 1
+            pos = self.start - 1 + len(self.stream.readline())
+        while self.end < 0 or pos < self.end:
+            line = self.stream.readline()
+            if not line:
+                return
+            pos += len(line)
+            self.count += 1
+            yield line
+
+
+def iter_task_records(task: ReadTask, counter: list[int]) -> Iterator[sources.RawRecord]:
+    """The raw records of one read task, cut by `diffcore.sources` (the rules every engine uses:
+    NDJSON or JSON array per file, BOM, blank lines, 1-based lines). `counter[0]` receives the
+    number of lines the task read (for the line offsets of later ranges of the same file)."""
+    if task.start == 0 and task.end < 0:  # a whole file (gzip, array or small)
+        for record in sources.iter_records(task.path):
+            counter[0] = max(counter[0], record.line)
+            yield record
+        return
+    if sources.detect_format(task.path) == "array":
+        if task.rng == 0:  # an array file is read whole by its first range
+            yield from sources.iter_records(task.path)
+        return
+    with _open_at(task.path, max(task.start - 1, 0)) as raw:
+        lines = _RangeLines(raw, task.start, task.end)
+        try:
+            yield from sources.iter_ndjson_lines(task.path, lines)  # type: ignore[arg-type]
+        finally:
+            counter[0] = lines.count
+
+
+# ------------------------------------------------------------------------------------------
+# Stage functions (run on executors inside mapInArrow)
+
+
+class _BatchBuilder:
+    """Collects rows column by column and cuts Arrow record batches by rows and bytes."""
+
+    def __init__(self, schema: Any, names: tuple[str, ...]) -> None:
+        self.schema = schema
+        self.names = names
+        self.columns: list[list[Any]] = [[] for _ in names]
+        self.nbytes = 0
+
+    def add(self, row: tuple[Any, ...], size: int = 0) -> Any:
+        for column, value in zip(self.columns, row, strict=False):
+            column.append(value)
+        self.nbytes += size
+        if len(self.columns[0]) >= _BATCH_ROWS or self.nbytes >= _BATCH_BYTES:
+            return self.flush()
+        return None
+
+    def flush(self) -> Any:
+        import pyarrow as pa
+
+        if not self.columns[0]:
+            return None
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(col, type=self.schema.field(i).type) for i, col in enumerate(self.columns)],
+            schema=self.schema,
+        )
+        self.columns = [[] for _ in self.names]
+        self.nbytes = 0
+        return batch
+
+
+def _arrow_schema(ddl: str) -> Any:
+    import pyarrow as pa
+
+    types = {
+        "tinyint": pa.int8(),
+        "string": pa.string(),
+        "binary": pa.binary(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+    }
+    fields = []
+    for part in ddl.split(","):
+        name, kind = part.split()
+        fields.append(pa.field(name, types[kind]))
+    return pa.schema(fields)
+
+
+def parse_tasks(batches: Iterable[Any], key: tuple[str, ...], keep_bad: bool) -> Iterator[Any]:
+    """Parse stage: read tasks in, record / bad-record / stats rows out (see PARSED_SCHEMA)."""
+    schema = _arrow_schema(PARSED_SCHEMA)
+    out = _BatchBuilder(schema, tuple(schema.names))
+    for batch in batches:
+        for t in batch.to_pylist():
+            task = ReadTask(
+                t["side"], t["file"], t["path"], t["start"], t["end"], t["rng"], t["gz"]
+            )
+            yield from _parse_one(task, key, keep_bad, out)
+    last = out.flush()
+    if last is not None:
+        yield last
+
+
+def _parse_one(
+    task: ReadTask, key: tuple[str, ...], keep_bad: bool, out: _BatchBuilder
+) -> Iterator[Any]:
+    records = bad = 0
+    counter = [0]
+    types: set[tuple[str, str]] = set()
+    errors: list[dict[str, Any]] = []
+    side = SIDES[task.side]
+
+    def bad_row(line: int, cls: ErrorClass, message: str, text: str) -> Any:
+        nonlocal bad
+        bad += 1
+        if len(errors) < _ERROR_SAMPLE:
+            errors.append(
+                {"line": line, "class": cls.value, "message": message, "excerpt": excerpt(text)}
+            )
+        if keep_bad:
+            info = json.dumps({"class": cls.value, "message": message})
+            raw = text.encode("utf-8", "surrogatepass")
+            return out.add(
+                (KIND_BAD, task.side, None, raw, task.file, task.rng, line, info), len(raw)
+            )
+        return None
+
+    try:
+        for rec in iter_task_records(task, counter):
+            if rec.error is not None:
+                b = bad_row(rec.line, ErrorClass.MALFORMED_JSON, rec.error, rec.text)
+            else:
+                record_types: dict[str, str] = {}
+                try:
+                    value = parse_with_types(rec.text, record_types)
+                except (ValueError, RecursionError) as exc:
+                    b = bad_row(
+                        rec.line, ErrorClass.MALFORMED_JSON, f"invalid JSON: {exc}", rec.text
+                    )
+                else:
+                    cls, found = record_key(value, key)
+                    if cls is not None:
+                        b = bad_row(rec.line, cls, found, rec.text)
+                    else:
+                        records += 1
+                        types.update(record_types.items())
+                        text = rec.text.strip().encode("utf-8")
+                        b = out.add(
+                            (
+                                KIND_RECORD,
+                                task.side,
+                                found,
+                                text,
+                                task.file,
+                                task.rng,
+                                rec.line,
+                                None,
+                            ),
+                            len(text),
+                        )
+            if b is not None:
+                yield b
+    except (OSError, EOFError, zlib_error()) as exc:  # gzip.BadGzipFile is an OSError
+        errors.insert(
+            0,
+            {
+                "line": None,
+                "class": ErrorClass.IO_ERROR.value,
+                "message": f"cannot read the {side} file: {exc}",
+                "excerpt": None,
+            },
+        )
+    stats = {
+        "records": records,
+        "bad": bad,
+        "lines": counter[0],
+        "types": sorted(types),
+        "errors": errors,
+    }
+    b = out.add((KIND_STATS, task.side, None, None, task.file, task.rng, None, json.dumps(stats)))
+    if b is not None:
+        yield b
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def join_partition(batches: Iterable[Any], run_date: str, ignore: tuple[str, ...]) -> Iterator[Any]:
+    """Join stage: rows sorted by (key, side) in, event rows and one stats row out."""
+    schema = _arrow_schema(EVENTS_SCHEMA)
+    out = _BatchBuilder(schema, tuple(schema.names))
+    counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+    dups: list[dict[str, Any]] = []
+    ndups = 0
+    group: list[tuple[int, bytes, int, int, int]] = []
+    group_key: str | None = None
+
+    def emit(
+        op: str, k: str, before: bytes | None, after: bytes | None, changed: list[str] | None
+    ) -> Any:
+        counts[op] += 1
+        line = event_line(
+            op,
+            reference_loads(k),
+            None if before is None else before.decode("utf-8"),
+            None if after is None else after.decode("utf-8"),
+            changed,
+            run_date,
+        ).encode("utf-8")
+        return out.add((0, op, line, None), len(line))
+
+    def close(k: str, rows: list[tuple[int, bytes, int, int, int]]) -> Any:
+        nonlocal ndups
+        before = [r for r in rows if r[0] == 0]
+        after = [r for r in rows if r[0] == 1]
+        if len(before) > 1 or len(after) > 1:
+            ndups += 1
+            if len(dups) < _ERROR_SAMPLE:
+                side = 0 if len(before) > 1 else 1
+                where = [[r[2], r[3], r[4]] for r in (before if side == 0 else after)][
+                    :_ERROR_SAMPLE
+                ]
+                dups.append({"key": k, "side": side, "at": where})
+            return None
+        if not after:
+            return emit("d", k, before[0][1], None, None)
+        if not before:
+            return emit("c", k, None, after[0][1], None)
+        b, a = before[0][1], after[0][1]
+        if b == a:
+            counts["unchanged"] += 1
+            return None
+        changed = changed_paths(parse_record(b), parse_record(a), ignore)
+        if not changed:
+            counts["unchanged"] += 1
+            return None
+        return emit("u", k, b, a, changed)
+
+    for batch in batches:
+        cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        keys, sides, texts, files, rngs, lines = cols
+        for i, k in enumerate(keys):
+            if k != group_key:
+                if group:
+                    b = close(group_key, group)  # type: ignore[arg-type]
+                    if b is not None:
+                        yield b
+                group_key, group = k, []
+            group.append((sides[i], texts[i], files[i], rngs[i], lines[i]))
+    if group:
+        b = close(group_key, group)  # type: ignore[arg-type]
+        if b is not None:
+            yield b
+    stats = {"counts": counts, "duplicates": ndups, "dup_sample": dups}
+    b = out.add((2, None, None, json.dumps(stats)))
+    if b is not None:
+        yield b
+    last = out.flush()
+    if last is not None:
+        yield last
+
+
+def _write_staged(
+    lines: Iterator[bytes],
+    staging: str,
+    stem: str,
+    suffix: str,
+    gz: bool,
+    max_records: int,
+    max_bytes: int,
+) -> Iterator[tuple[int, str, int, int, str]]:
+    """Write lines into bounded files `<staging>/<stem>-<seq><suffix>`; yield their metadata."""
+    seq = 0
+    buf = bytearray()
+    n = 0
+
+    def flush() -> tuple[int, str, int, int, str]:
+        nonlocal seq, buf, n
+        data = gzip.compress(bytes(buf), mtime=0) if gz else bytes(buf)
+        path = store.join(staging, f"{stem}-{seq:05d}{suffix}")
+        store.write_bytes(path, data)
+        meta = (seq, path, n, len(data), hashlib.sha256(data).hexdigest())
+        seq, buf, n = seq + 1, bytearray(), 0
+        return meta
+
+    for line in lines:
+        if n and (n >= max_records or len(buf) + len(line) + 1 > max_bytes):
+            yield flush()
+        buf += line
+        buf += b"\n"
+        n += 1
+    if n:
+        yield flush()
+
+
+def write_partition(
+    batches: Iterable[Any], staging: str, gz: bool, max_records: int, max_bytes: int
+) -> Iterator[Any]:
+    """Write stage: event lines in, one metadata row per staged part file out."""
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    partition = ctx.partitionId() if ctx else 0
+    attempt = ctx.attemptNumber() if ctx else 0
+
+    def lines() -> Iterator[bytes]:
+        for batch in batches:
+            yield from batch.column(0).to_pylist()
+
+    # `.staged[.gz]`: not a notified suffix; the attempt number keeps a retried task's files apart.
+    suffix = ".staged.gz" if gz else ".staged"
+    rows = list(
+        _write_staged(
+            lines(), staging, f"p{partition:05d}-a{attempt}", suffix, gz, max_records, max_bytes
+        )
+    )
+    schema = _arrow_schema(PARTS_SCHEMA)
+    if rows:
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array([partition] * len(rows), pa.int32()),
+                pa.array([r[0] for r in rows], pa.int32()),
+                pa.array([r[1] for r in rows], pa.string()),
+                pa.array([r[2] for r in rows], pa.int64()),
+                pa.array([r[3] for r in rows], pa.int64()),
+                pa.array([r[4] for r in rows], pa.string()),
+            ],
+            schema=schema,
+        )
+
+
+def write_bad_records(
+    batches: Iterable[Any], staging: str, paths: list[list[str]], offsets: dict[str, int]
+) -> Iterator[Any]:
+    """Quarantine: bad rows in (one partition, in input order), one staged file of
+    `output.BadRecord` lines out (the format every engine writes to `_bad_records.ndjson`)."""
+    import pyarrow as pa
+
+    def lines() -> Iterator[bytes]:
+        for batch in batches:
+            for r in batch.to_pylist():
+                info = json.loads(r["info"])
+                bad = BadRecord(
+                    reason=info["class"],
+                    message=info["message"],
+                    side=SIDES[r["side"]],
+                    file=paths[r["side"]][r["file"]],
+                    line=r["line"] + offsets.get(f"{r['side']}/{r['file']}/{r['rng']}", 0),
+                    raw=r["text"].decode("utf-8", "replace"),
+                )
+                yield bad.to_line().encode("utf-8")
+
+    rows = list(_write_staged(lines(), staging, "bad-records", ".staged", False, 2**62, 2**62))
+    schema = _arrow_schema(PARTS_SCHEMA)
+    yield pa.RecordBatch.from_arrays(
+        [
+            pa.array([0] * len(rows), pa.int32()),
+            pa.array([r[0] for r in rows], pa.int32()),
+            pa.array([r[1] for r in rows], pa.string()),
+            pa.array([r[2] for r in rows], pa.int64()),
+            pa.array([r[3] for r in rows], pa.int64()),
+            pa.array([r[4] for r in rows], pa.string()),
+        ],
+        schema=schema,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Driver side
+
+
+def resolve_files(location: str) -> list[str]:
+    """The data files of a snapshot location (contract section 1): `diffcore.sources`."""
+    return sources.resolve(location)
+
+
+def local_session(
+    app_name: str = "diffcore-spark", cores: int = 2, shuffle_partitions: int = 4, **conf: str
+) -> Any:
+    """A local SparkSession for tests, benches and local runs (`local[cores]`, no UI).
+
+    Executors run this very interpreter (PYSPARK_PYTHON) with diffcore on their path.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(diffcore.__file__)))
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    builder = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.default.parallelism", str(cores))
+        .config("spark.driver.memory", conf.pop("driver_memory", "2g"))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    for k, v in conf.items():
+        builder = builder.config(k.replace("__", "."), v)
+    return builder.getOrCreate()
+
+
+class SparkEngine:
+    """`diffcore.engine.Engine` on Spark. See the module docstring for the pipeline."""
+
+    name = ENGINE_NAME
+
+    def __init__(
+        self,
+        spark: Any = None,
+        *,
+        staging: str | None = None,
+        split_bytes: int = DEFAULT_SPLIT_BYTES,
+        shuffle_partitions: int | None = None,
+        records_per_partition: int = 200_000,
+    ) -> None:
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            spark = SparkSession.getActiveSession() or local_session()
+        self.spark = spark
+        self.staging = staging
+        self.split_bytes = split_bytes
+        self.shuffle_partitions = shuffle_partitions
+        self.records_per_partition = records_per_partition
+        self.last_stats: dict[str, Any] = {}
+        self._writer: RunWriter | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{diffcore.__version__} (spark {self.spark.version})"
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec) -> RunResult:
+        started = _now()
+        # First write of a run (docs/decisions.md): D is incomplete from now on, so a rerun
+        # that fails leaves no manifest behind, old or new.
+        store.delete(store.join(spec.run_folder, layout.MANIFEST_NAME))
+        token = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        if self.staging:
+            staging = store.join(self.staging, f"diffcore-spark-{token}")
+        elif store.is_s3(spec.out):
+            staging = store.join(spec.out, "_staging", token)
+        else:
+            staging = tempfile.mkdtemp(prefix=f"diffcore-spark-{token}-")
+        cached: list[Any] = []
+        try:
+            return self._run(spec, started, staging, cached)
+        finally:
+            for df in cached:
+                df.unpersist()
+            _remove_tree(staging)
+
+    def _run(self, spec: RunSpec, started: str, staging: str, cached: list[Any]) -> RunResult:
+        from pyspark.sql import functions as F
+
+        spark = self.spark
+        clock = _Clock()
+        files = [self._files(spec, side) for side in SIDES]
+        tasks = self._read_tasks(files)
+
+        # -- parse stage
+        keep_bad = spec.bad_records == "quarantine"
+        key = spec.key
+        parsed = (
+            self._tasks_df(tasks)
+            .mapInArrow(lambda it: parse_tasks(it, key, keep_bad), PARSED_SCHEMA)
+            .persist()
+        )
+        cached.append(parsed)
+        stats = [
+            (r["side"], r["file"], r["rng"], json.loads(r["info"]))
+            for r in parsed.where(F.col("kind") == KIND_STATS)
+            .select("side", "file", "rng", "info")
+            .collect()
+        ]
+        clock.lap("parse")
+        offsets, per_file, types, bad_total = self._check_parse(spec, files, stats)
+
+        # -- join stage
+        total = sum(sum(v) for v in per_file)
+        partitions = self.shuffle_partitions or max(
+            spark.sparkContext.defaultParallelism, math.ceil(total / self.records_per_partition)
+        )
+        run_date, ignore = spec.run_date, spec.ignore
+        events = (
+            parsed.where(F.col("kind") == KIND_RECORD)
+            .select("key", "side", "text", "file", "rng", "line")
+            .repartition(partitions, "key")
+            .sortWithinPartitions("key", "side")
+            .mapInArrow(lambda it: join_partition(it, run_date, ignore), EVENTS_SCHEMA)
+            .persist()
+        )
+        cached.append(events)
+        counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+        dups: list[dict[str, Any]] = []
+        ndups = 0
+        for r in events.where(F.col("kind") == KIND_STATS).select("info").collect():
+            s = json.loads(r["info"])
+            for k, v in s["counts"].items():
+                counts[k] += v
+            ndups += s["duplicates"]
+            dups += s["dup_sample"]
+        clock.lap("join")
+        if ndups:
+            raise self._duplicate_error(dups, ndups, files, offsets)
+
+        # -- write stage (staging), then promotion
+        changes = counts["c"] + counts["u"] + counts["d"]
+        out = spec.output
+        staged: list[tuple[int, int, str, int, int, str]] = []
+        if changes:
+            n_out = max(1, min(partitions, math.ceil(changes / out.max_records_per_file)))
+            gz, max_records, max_bytes = out.gzip, out.max_records_per_file, out.max_bytes_per_file
+            stage_dir = store.join(staging, "parts")
+            staged = sorted(
+                (r["partition"], r["seq"], r["path"], r["records"], r["bytes"], r["sha256"])
+                for r in events.where(F.col("kind") == 0)
+                .select("line")
+                .coalesce(n_out)
+                .mapInArrow(
+                    lambda it: write_partition(it, stage_dir, gz, max_records, max_bytes),
+                    PARTS_SCHEMA,
+                )
+                .collect()
+            )
+        bad_staged = None
+        if bad_total and keep_bad:
+            paths = [list(f) for f in files]
+            bad_dir = store.join(staging, "bad")
+            meta = (
+                parsed.where(F.col("kind") == KIND_BAD)  # still cached
+                .select("side", "file", "rng", "line", "text", "info")
+                .orderBy("side", "file", "rng", "line")
+                .coalesce(1)
+                .mapInArrow(lambda it: write_bad_records(it, bad_dir, paths, offsets), PARTS_SCHEMA)
+                .collect()
+            )
+            bad_staged = meta[0]["path"] if meta else None
+
+        clock.lap("write")
+        data_files, bad_name = self._promote(spec, staged, bad_staged)
+        drift = mf.schema_drift(types[0], types[1])
+        manifest = mf.Manifest(
+            run_date=spec.run_date,
+            engine=mf.Engine(ENGINE_NAME, self.version),
+            key=spec.key,
+            ignored=spec.ignore,
+            before=self._side(spec.before, files[0], per_file[0]),
+            after=self._side(spec.after, files[1], per_file[1]),
+            counts=mf.Counts(bad_records=bad_total if keep_bad else 0, **counts),
+            files=tuple(data_files),
+            schema_drift=drift,
+            started_at=started,
+            finished_at=_now(),
+            bad_records_file=bad_name,
+        )
+        assert self._writer is not None
+        self._writer.write_manifest(manifest)  # last
+        clock.lap("promote")
+        self.last_stats = {
+            "partitions": partitions,
+            "read_tasks": len(tasks),
+            "staged": len(staged),
+            "seconds": clock.laps,
+        }
+        return RunResult(folder=spec.run_folder, manifest=manifest)
+
+    # -- driver helpers ----------------------------------------------------------------------
+
+    def _files(self, spec: RunSpec, side: str) -> tuple[str, ...]:
+        location = spec.location(side)  # type: ignore[arg-type]
+        found = tuple(resolve_files(location))
+        if not found and side not in spec.allow_empty:
+            raise DiffError(
+                ErrorClass.EMPTY_SNAPSHOT, f"the {side} snapshot has no data files", file=location
+            )
+        return found
+
+    def _read_tasks(self, files: list[tuple[str, ...]]) -> list[ReadTask]:
+        tasks = []
+        for side, paths in enumerate(files):
+            for i, path in enumerate(paths):
+                gz = sources.is_gzip(path)
+                try:
+                    size = store.size(path)
+                except (OSError, Exception) as exc:  # noqa: BLE001 - botocore errors too
+                    raise DiffError(
+                        ErrorClass.IO_ERROR, f"cannot read {path}: {exc}", file=path
+                    ) from None
+                if gz or size <= self.split_bytes:
+                    tasks.append(ReadTask(side, i, path, 0, -1, 0, gz))
+                    continue
+                for rng, start in enumerate(range(0, size, self.split_bytes)):
+                    end = start + self.split_bytes
+                    tasks.append(
+                        ReadTask(side, i, path, start, -1 if end >= size else end, rng, False)
+                    )
+        return tasks
+
+    def _tasks_df(self, tasks: list[ReadTask]) -> Any:
+        rows = [(t.side, t.file, t.path, t.start, t.end, t.rng, t.gz) for t in tasks]
+        schema = (
+            "side tinyint, file int, path string, start bigint, end bigint, rng int, gz boolean"
+        )
+        # One read task per partition (the driver holds only the task list, never data).
+        rdd = self.spark.sparkContext.parallelize(rows, max(1, len(rows)))
+        return self.spark.createDataFrame(rdd, schema)
+
+    def _check_parse(
+        self, spec: RunSpec, files: list[tuple[str, ...]], stats: list[tuple[int, int, int, dict]]
+    ) -> tuple[dict[str, int], list[list[int]], list[dict[str, set[str]]], int]:
+        stats.sort(key=lambda s: (s[0], s[1], s[2]))
+        offsets: dict[str, int] = {}
+        running: dict[tuple[int, int], int] = {}
+        per_file = [[0] * len(f) for f in files]
+        types: list[dict[str, set[str]]] = [{}, {}]
+        bad_total = 0
+        candidates: list[tuple[tuple[int, int, int, int], dict, int, int, int | None]] = []
+        for side, file, rng, s in stats:
+            base = running.get((side, file), 0)
+            offsets[f"{side}/{file}/{rng}"] = base
+            running[(side, file)] = base + s["lines"]
+            per_file[side][file] += s["records"]
+            bad_total += s["bad"]
+            for path, kind in s["types"]:
+                types[side].setdefault(path, set()).add(kind)
+            for e in s["errors"]:
+                line = None if e["line"] is None else e["line"] + base
+                io = e["class"] == ErrorClass.IO_ERROR.value
+                # An unreadable file always stops the run; bad records only in fail mode.
+                if io or spec.bad_records == "fail":
+                    candidates.append(
+                        ((0 if io else 1, side, file, line or 0), e, side, file, line)
+                    )
+        if candidates:
+            _, e, side, file, line = min(candidates, key=lambda c: c[0])
+            raise DiffError(
+                ErrorClass(e["class"]),
+                e["message"],
+                file=files[side][file],
+                line=line,
+                excerpt=e["excerpt"],
+            )
+        for side, name in enumerate(SIDES):
+            if files[side] and sum(per_file[side]) == 0 and name not in spec.allow_empty:
+                raise DiffError(
+                    ErrorClass.EMPTY_SNAPSHOT,
+                    f"the {name} snapshot has no records ({len(files[side])} file(s))",
+                    file=spec.location(name),
+                )
+        return offsets, per_file, types, bad_total
+
+    def _duplicate_error(
+        self, dups: list[dict], ndups: int, files: list[tuple[str, ...]], offsets: dict[str, int]
+    ) -> DiffError:
+        d = min(dups, key=lambda d: (d["side"], d["at"][0]))
+        side = d["side"]
+        where = [
+            f"{files[side][f]}:{line + offsets.get(f'{side}/{f}/{r}', 0)}"
+            for f, r, line in sorted(d["at"])
+        ]
+        f0, r0, l0 = sorted(d["at"])[0]
+        return DiffError(
+            ErrorClass.DUPLICATE_KEY,
+            f"key {d['key']} occurs {len(d['at'])} times in the {SIDES[side]} snapshot "
+            f"(at {', '.join(where)}); {ndups} duplicate key(s) in all",
+            file=files[side][f0],
+            line=l0 + offsets.get(f"{side}/{f0}/{r0}", 0),
+            excerpt=d["key"],
+        )
+
+    @staticmethod
+    def _side(location: str, paths: tuple[str, ...], counts: list[int]) -> mf.InputSide:
+        return mf.InputSide(
+            location=location,
+            files=tuple(mf.InputFile(p, n) for p, n in zip(paths, counts, strict=False)),
+            records=sum(counts),
+        )
+
+    def _promote(
+        self,
+        spec: RunSpec,
+        staged: list[tuple[int, int, str, int, int, str]],
+        bad_staged: str | None,
+    ) -> tuple[tuple[mf.DataFile, ...], str | None]:
+        """Staged files -> `part-NNNNN` in (partition, sequence) order, through
+        `output.RunWriter` (the order of writes of docs/decisions.md; the manifest comes last,
+        from `run`)."""
+        writer = self._writer = RunWriter(spec.run_folder, spec.output)
+        writer.begin()
+        promoted = writer.promote([path for _, _, path, _, _, _ in staged])
+        for entry, (_, _, path, records, size, sha) in zip(promoted, staged, strict=False):
+            if (entry.records, entry.bytes, entry.sha256) != (records, size, sha):
+                raise DiffError(ErrorClass.IO_ERROR, f"staged file {path} changed before promotion")
+        files, bad_name = writer.finish()
+        if bad_staged:
+            # TODO(output.py): a RunWriter API for a staged bad-records file; until then it is
+            # moved into place after finish() (which removed an older one) and before the manifest.
+            store.move(bad_staged, store.join(spec.run_folder, layout.BAD_RECORDS_NAME))
+            bad_name = layout.BAD_RECORDS_NAME
+        return files, bad_name
+
+
+def _remove_tree(location: str) -> None:
+    if store.is_s3(location):
+        for f in store.list_files(location):
+            store.delete(f)
+        return
+    import shutil
+
+    shutil.rmtree(location, ignore_errors=True)
