@@ -1,0 +1,1 @@
+"""Benchmarks of the diffs pipeline (see bench/README.md). Never run by `pants test`."""

@@ -1,0 +1,1 @@
+"""Shared bench tools: the snapshot generator (`generate`) and the process meter (`measure`)."""
