@@ -33,7 +33,7 @@ REPO = HERE.parents[1]
 TOOLS = ["spark_engine", "gresearch", "polars_engine"]
 WHAT = {
     "spark_engine": "diffcore Spark engine: events with changed paths + event ids, parts + manifest",
-    "gresearch": "spark-extension `df1.diff(df2, \"id\")` over spark.read.json; counts + changed rows as JSON",
+    "gresearch": 'spark-extension `df1.diff(df2, "id")` over spark.read.json; counts + changed rows as JSON',
     "polars_engine": "diffcore Polars engine (same output as the Spark engine)",
 }
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
@@ -41,8 +41,14 @@ BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
 
 def machine() -> str:
     mem = psutil.virtual_memory().total / GB
-    os_name = "Debian " + Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else platform.platform()
-    return f"{psutil.cpu_count()} cores / {mem:.0f} GB, {os_name}, Python {platform.python_version()}"
+    os_name = (
+        "Debian " + Path("/etc/debian_version").read_text().strip()
+        if Path("/etc/debian_version").exists()
+        else platform.platform()
+    )
+    return (
+        f"{psutil.cpu_count()} cores / {mem:.0f} GB, {os_name}, Python {platform.python_version()}"
+    )
 
 
 def available(tool: str) -> bool:
@@ -52,7 +58,9 @@ def available(tool: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tools", default=",".join(TOOLS))
@@ -66,10 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "libs/diffcore"), str(REPO)])}
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     for r in range(a.repeat):
-        order = tools[r % len(tools):] + tools[: r % len(tools)]
+        order = tools[r % len(tools) :] + tools[: r % len(tools)]
         for tool in order:
-            cmd = [sys.executable, "-m", "bench.spark.tools", tool, "--before", str(ds.before),
-                   "--after", str(ds.after), "--out", str(Path(a.work) / tool)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.spark.tools",
+                tool,
+                "--before",
+                str(ds.before),
+                "--after",
+                str(ds.after),
+                "--out",
+                str(Path(a.work) / tool),
+            ]
             res = run_once(cmd, env=env, cwd=str(REPO), timeout=a.timeout, label=f"{tool} #{r + 1}")
             out = {}
             for line in res.stdout.splitlines():
@@ -78,10 +96,23 @@ def main(argv: list[str] | None = None) -> int:
             counts = {k: out.get(k) for k in ("inserted", "deleted", "updated", "unchanged")}
             ok = res.ok and counts == ds.expected
             if not ok:
-                print(f"[bench] {tool}: status {res.status}, counts {counts} != truth {ds.expected}\n{res.stderr[-3000:]}", file=sys.stderr)
-            runs[tool].append({"ok": ok, "wall_s": res.wall_s, "cpu_s": res.user_s + res.sys_s,
-                               "rss_gb": res.peak_rss_bytes / GB, **out})
-            print(f"[bench] {tool} #{r + 1}: {res.wall_s:.1f} s wall, diff {out.get('diff_s', 0):.1f} s, counts ok={ok}", file=sys.stderr)
+                print(
+                    f"[bench] {tool}: status {res.status}, counts {counts} != truth {ds.expected}\n{res.stderr[-3000:]}",
+                    file=sys.stderr,
+                )
+            runs[tool].append(
+                {
+                    "ok": ok,
+                    "wall_s": res.wall_s,
+                    "cpu_s": res.user_s + res.sys_s,
+                    "rss_gb": res.peak_rss_bytes / GB,
+                    **out,
+                }
+            )
+            print(
+                f"[bench] {tool} #{r + 1}: {res.wall_s:.1f} s wall, diff {out.get('diff_s', 0):.1f} s, counts ok={ok}",
+                file=sys.stderr,
+            )
 
     today = dt.date.today().isoformat()
     rows = []
@@ -90,26 +121,42 @@ def main(argv: list[str] | None = None) -> int:
         if not good:
             rows.append(f"| {tool} | FAILED | | | | | {WHAT[tool]} |")  # noqa: E501
             continue
-        med = lambda k: statistics.median(x[k] for x in good)  # noqa: E731
+
+        def med(k: str, good: list[dict] = good) -> float:
+            return statistics.median(x[k] for x in good)
+
         per_round = " / ".join(f"{x['wall_s']:.0f}" for x in runs[tool])
         rows.append(
             f"| {tool} | {med('wall_s'):.1f} | {med('diff_s'):.1f} | {per_round} | {med('rss_gb'):.2f} "
             f"| {len(good)}/{len(runs[tool])} | {WHAT[tool]} |"
         )
-    table = "\n".join([
-        f"{a.records:,} records per side (`bench.common.generate`, seed 42: "
-        + ", ".join(f"{k} {v:,}" for k, v in ds.expected.items()) + f"), {today}, {machine()}, "
-        f"median of {a.repeat} (round-robin, each run its own process; counts checked against truth.json).",
-        "",
-        "| tool | wall s (process) | diff s (wall − session start) | wall s per round | peak RSS GB | runs ok | what it computes |",
-        "|---|---:|---:|---:|---:|---|---|",
-        *rows,
-    ])
+    table = "\n".join(
+        [
+            f"{a.records:,} records per side (`bench.common.generate`, seed 42: "
+            + ", ".join(f"{k} {v:,}" for k, v in ds.expected.items())
+            + f"), {today}, {machine()}, "
+            f"median of {a.repeat} (round-robin, each run its own process; counts checked against truth.json).",
+            "",
+            "| tool | wall s (process) | diff s (wall − session start) | wall s per round | peak RSS GB | runs ok | what it computes |",
+            "|---|---:|---:|---:|---:|---|---|",
+            *rows,
+        ]
+    )
     print(table)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    (results / f"{today}-{a.records}.json").write_text(json.dumps({"date": today, "machine": machine(), "records": a.records,
-                                                                  "expected": ds.expected, "runs": runs}, indent=2))
+    (results / f"{today}-{a.records}.json").write_text(
+        json.dumps(
+            {
+                "date": today,
+                "machine": machine(),
+                "records": a.records,
+                "expected": ds.expected,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
     if a.readme:
         readme = HERE / "README.md"
         text = readme.read_text()

@@ -34,7 +34,9 @@ def _jar() -> str:
 
     jar = Path(pyspark.__file__).parent / "jars" / "spark-extension_2.12-2.15.0-3.5.jar"
     if not jar.is_file():
-        raise SystemExit(f"spark-extension jar not found at {jar} (pip install pyspark-extension==2.15.0.3.5)")
+        raise SystemExit(
+            f"spark-extension jar not found at {jar} (pip install pyspark-extension==2.15.0.3.5)"
+        )
     return str(jar)
 
 
@@ -55,12 +57,21 @@ def spark_engine(before: str, after: str, out: str) -> dict:
     from diffcore.spec import RunSpec
 
     engine = SparkEngine(spark, staging=str(Path(out).parent / (Path(out).name + "-staging")))
-    result = engine.run(RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE))
+    result = engine.run(
+        RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE)
+    )
     t2 = time.monotonic()
     c = result.manifest.counts
-    return {"inserted": c.c, "deleted": c.d, "updated": c.u, "unchanged": c.unchanged,
-            "session_s": t1 - t0, "diff_s": t2 - t1, "files": len(result.manifest.files),
-            "engine_stats": engine.last_stats}
+    return {
+        "inserted": c.c,
+        "deleted": c.d,
+        "updated": c.u,
+        "unchanged": c.unchanged,
+        "session_s": t1 - t0,
+        "diff_s": t2 - t1,
+        "files": len(result.manifest.files),
+        "engine_stats": engine.last_stats,
+    }
 
 
 def gresearch(before: str, after: str, out: str) -> dict:
@@ -78,8 +89,14 @@ def gresearch(before: str, after: str, out: str) -> dict:
     counts = {r["diff"]: r["count"] for r in diff.groupBy("diff").count().collect()}
     diff.where("diff != 'N'").write.mode("overwrite").json(out)
     t2 = time.monotonic()
-    return {"inserted": counts.get("I", 0), "deleted": counts.get("D", 0), "updated": counts.get("C", 0),
-            "unchanged": counts.get("N", 0), "session_s": t1 - t0, "diff_s": t2 - t1}
+    return {
+        "inserted": counts.get("I", 0),
+        "deleted": counts.get("D", 0),
+        "updated": counts.get("C", 0),
+        "unchanged": counts.get("N", 0),
+        "session_s": t1 - t0,
+        "diff_s": t2 - t1,
+    }
 
 
 def polars_engine(before: str, after: str, out: str) -> dict:
@@ -87,17 +104,28 @@ def polars_engine(before: str, after: str, out: str) -> dict:
     from diffcore.engines.polars_engine import PolarsEngine
     from diffcore.spec import RunSpec
 
-    result = PolarsEngine().run(RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE))
+    result = PolarsEngine().run(
+        RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE)
+    )
     c = result.manifest.counts
-    return {"inserted": c.c, "deleted": c.d, "updated": c.u, "unchanged": c.unchanged,
-            "session_s": 0.0, "diff_s": time.monotonic() - t0, "files": len(result.manifest.files)}
+    return {
+        "inserted": c.c,
+        "deleted": c.d,
+        "updated": c.u,
+        "unchanged": c.unchanged,
+        "session_s": 0.0,
+        "diff_s": time.monotonic() - t0,
+        "files": len(result.manifest.files),
+    }
 
 
 TOOLS = {"spark_engine": spark_engine, "gresearch": gresearch, "polars_engine": polars_engine}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("tool", choices=sorted(TOOLS))
     ap.add_argument("--before", required=True)
     ap.add_argument("--after", required=True)

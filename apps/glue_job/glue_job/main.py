@@ -31,7 +31,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -74,7 +74,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
@@ -115,7 +115,9 @@ def resolve_args(argv: Sequence[str]) -> dict[str, str]:
         try:
             args = dict(getResolvedOptions(list(argv), wanted))
         except SystemExit as exc:  # argparse inside getResolvedOptions
-            raise DiffError(ErrorClass.CONFIG_ERROR, f"bad job arguments (exit {exc.code})") from None
+            raise DiffError(
+                ErrorClass.CONFIG_ERROR, f"bad job arguments (exit {exc.code})"
+            ) from None
     else:
         parser = argparse.ArgumentParser(prog="glue_job", add_help=True)
         for name in REQUIRED:
@@ -130,7 +132,9 @@ def resolve_args(argv: Sequence[str]) -> dict[str, str]:
         except SystemExit as exc:
             if exc.code == 0:
                 raise
-            raise DiffError(ErrorClass.CONFIG_ERROR, "bad job arguments (see usage above)") from None
+            raise DiffError(
+                ErrorClass.CONFIG_ERROR, "bad job arguments (see usage above)"
+            ) from None
         args = {k: v for k, v in vars(known).items() if v is not None}
     for name, value in DEFAULTS.items():
         args.setdefault(name, value)
@@ -156,7 +160,7 @@ def parse_run_date(text: str | None, tz_name: str = "UTC", now: datetime | None 
     except (ZoneInfoNotFoundError, ValueError):
         raise DiffError(ErrorClass.CONFIG_ERROR, f"unknown time zone {tz_name!r}") from None
     if text is None or not text.strip():
-        moment = now or datetime.now(timezone.utc)
+        moment = now or datetime.now(UTC)
         return moment.astimezone(tz).date().isoformat()
     text = text.strip()
     try:
@@ -165,7 +169,8 @@ def parse_run_date(text: str | None, tz_name: str = "UTC", now: datetime | None 
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         raise DiffError(
-            ErrorClass.CONFIG_ERROR, f"--run_date takes YYYY-MM-DD or an ISO timestamp, got {text!r}"
+            ErrorClass.CONFIG_ERROR,
+            f"--run_date takes YYYY-MM-DD or an ISO timestamp, got {text!r}",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
@@ -177,7 +182,9 @@ def build_spec(args: dict[str, str], now: datetime | None = None) -> tuple[RunSp
         max_records = int(args["max_records_per_file"])
         max_bytes = int(args["max_bytes_per_file"])
     except ValueError:
-        raise DiffError(ErrorClass.CONFIG_ERROR, "--max_records_per_file/--max_bytes_per_file take integers") from None
+        raise DiffError(
+            ErrorClass.CONFIG_ERROR, "--max_records_per_file/--max_bytes_per_file take integers"
+        ) from None
     spec = RunSpec(
         before=args["before"],
         after=args["after"],
@@ -257,7 +264,13 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
         emit("run_failed", logging.ERROR, exit_code=exc.exit_code, **exc.to_dict())
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - an unexpected failure is an I/O-class failure
-        emit("run_failed", logging.ERROR, exit_code=8, error="io_error", message=f"{type(exc).__name__}: {exc}")
+        emit(
+            "run_failed",
+            logging.ERROR,
+            exit_code=8,
+            error="io_error",
+            message=f"{type(exc).__name__}: {exc}",
+        )
         log.exception("unexpected failure")
         return 8
     m = result.manifest
@@ -265,12 +278,20 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
         "run_complete",
         run_date=m.run_date,
         folder=result.folder,
-        counts={"c": m.counts.c, "u": m.counts.u, "d": m.counts.d,
-                "unchanged": m.counts.unchanged, "bad_records": m.counts.bad_records},
+        counts={
+            "c": m.counts.c,
+            "u": m.counts.u,
+            "d": m.counts.d,
+            "unchanged": m.counts.unchanged,
+            "bad_records": m.counts.bad_records,
+        },
         inputs={"before": m.before.records, "after": m.after.records},
         files=[{"name": f.name, "records": f.records, "bytes": f.bytes} for f in m.files],
-        schema_drift={"added": list(m.schema_drift.added), "removed": list(m.schema_drift.removed),
-                      "type_changed": [t.path for t in m.schema_drift.type_changed]},
+        schema_drift={
+            "added": list(m.schema_drift.added),
+            "removed": list(m.schema_drift.removed),
+            "type_changed": [t.path for t in m.schema_drift.type_changed],
+        },
         bad_records_file=m.bad_records_file,
         engine=m.engine.version,
         seconds=round(time.monotonic() - started, 3),

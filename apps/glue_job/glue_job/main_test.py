@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -35,8 +35,16 @@ DATA = "data-bucket"
         ("2026-11-25", "Pacific/Auckland", "2026-11-25"),  # a date is taken as it is
         ("2026-11-25T00:30:00Z", "UTC", "2026-11-25"),  # EventBridge Scheduler's scheduled-time
         ("2026-11-25T00:30:00Z", "America/Sao_Paulo", "2026-11-24"),  # 21:30 the day before
-        ("2026-11-25T23:30:00Z", "Pacific/Kiritimati", "2026-11-26"),  # UTC+14: across the date line
-        ("2026-11-25T10:30:00Z", "Pacific/Pago_Pago", "2026-11-24"),  # UTC-11: same instant, other side
+        (
+            "2026-11-25T23:30:00Z",
+            "Pacific/Kiritimati",
+            "2026-11-26",
+        ),  # UTC+14: across the date line
+        (
+            "2026-11-25T10:30:00Z",
+            "Pacific/Pago_Pago",
+            "2026-11-24",
+        ),  # UTC-11: same instant, other side
         ("2026-11-25T11:30:00+13:00", "UTC", "2026-11-24"),  # an offset is honoured
         ("2026-11-25T00:30:00", "Pacific/Auckland", "2026-11-25"),  # naive: wall time in --timezone
         ("2026-11-25T00:30:00.123456Z", "UTC", "2026-11-25"),
@@ -47,11 +55,14 @@ def test_run_date_parsing(text: str, tz: str, want: str) -> None:
 
 
 def test_run_date_absent_is_today_in_the_time_zone() -> None:
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     assert job.parse_run_date(None, "UTC", now) == "2026-11-25"
     assert job.parse_run_date("", "Pacific/Kiritimati", now) == "2026-11-26"
-    assert job.parse_run_date(None, "Pacific/Pago_Pago", datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc)) == "2026-11-24"
-    assert job.parse_run_date(None) == datetime.now(timezone.utc).date().isoformat()
+    assert (
+        job.parse_run_date(None, "Pacific/Pago_Pago", datetime(2026, 11, 25, 5, 0, tzinfo=UTC))
+        == "2026-11-24"
+    )
+    assert job.parse_run_date(None) == datetime.now(UTC).date().isoformat()
 
 
 @pytest.mark.parametrize("text", ["2026-02-30", "yesterday", "2026-11-25T25:00:00Z", "25/11/2026"])
@@ -68,9 +79,27 @@ def test_unknown_time_zone_is_a_usage_error() -> None:
 
 
 def test_arguments_defaults_and_glue_extras_ignored() -> None:
-    argv = ["main.py", "--JOB_ID", "j_1", "--before", "b", "--after", "a", "--diffs", "d",
-            "--key", "tenant, id", "--job-bookmark-option", "job-bookmark-disable",
-            "--TempDir", "s3://tmp/x", "--JOB_RUN_ID", "jr_1", "--enable-metrics", "true"]
+    argv = [
+        "main.py",
+        "--JOB_ID",
+        "j_1",
+        "--before",
+        "b",
+        "--after",
+        "a",
+        "--diffs",
+        "d",
+        "--key",
+        "tenant, id",
+        "--job-bookmark-option",
+        "job-bookmark-disable",
+        "--TempDir",
+        "s3://tmp/x",
+        "--JOB_RUN_ID",
+        "jr_1",
+        "--enable-metrics",
+        "true",
+    ]
     args = job.resolve_args(argv)
     spec, temp = job.build_spec({**args, "run_date": "2026-11-25"})
     assert spec.key == ("tenant", "id") and spec.ignore == () and spec.bad_records == "fail"
@@ -80,10 +109,31 @@ def test_arguments_defaults_and_glue_extras_ignored() -> None:
 
 
 def test_arguments_optional_values() -> None:
-    argv = ["main.py", "--before", "b", "--after", "a", "--diffs", "d", "--key", "id",
-            "--ignore", "", "--bad_records", "quarantine", "--allow_empty", "before",
-            "--gzip", "true", "--max_records_per_file", "10", "--run_date", "2026-11-25T00:30:00Z",
-            "--timezone", "America/Sao_Paulo"]
+    argv = [
+        "main.py",
+        "--before",
+        "b",
+        "--after",
+        "a",
+        "--diffs",
+        "d",
+        "--key",
+        "id",
+        "--ignore",
+        "",
+        "--bad_records",
+        "quarantine",
+        "--allow_empty",
+        "before",
+        "--gzip",
+        "true",
+        "--max_records_per_file",
+        "10",
+        "--run_date",
+        "2026-11-25T00:30:00Z",
+        "--timezone",
+        "America/Sao_Paulo",
+    ]
     spec, _ = job.build_spec(job.resolve_args(argv))
     assert spec.ignore == () and spec.bad_records == "quarantine"
     assert spec.allow_empty == frozenset({"before"}) and spec.output.gzip is True
@@ -92,8 +142,13 @@ def test_arguments_optional_values() -> None:
 
 @pytest.mark.parametrize(
     ("extra", "code"),
-    [(["--bad_records", "drop"], 2), (["--gzip", "maybe"], 2), (["--max_records_per_file", "x"], 2),
-     (["--allow_empty", "yesterday"], 2), (["--key", ""], 2)],
+    [
+        (["--bad_records", "drop"], 2),
+        (["--gzip", "maybe"], 2),
+        (["--max_records_per_file", "x"], 2),
+        (["--allow_empty", "yesterday"], 2),
+        (["--key", ""], 2),
+    ],
 )
 def test_bad_arguments_exit_2(extra: list[str], code: int) -> None:
     argv = ["main.py", "--before", "b", "--after", "a", "--diffs", "d", "--key", "id", *extra]
@@ -106,10 +161,21 @@ def test_bad_arguments_exit_2(extra: list[str], code: int) -> None:
 @pytest.fixture(scope="module")
 def endpoint():
     with moto_server() as url:
-        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                                                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing",
-                          AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+        saved = {
+            k: os.environ.get(k)
+            for k in (
+                "AWS_ENDPOINT_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION",
+            )
+        }
+        os.environ.update(
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         try:
             yield url
         finally:
@@ -126,8 +192,15 @@ def spark(endpoint):
 
     # The Python executors read and stage through boto3: give them moto's endpoint explicitly
     # (a SparkContext started earlier in this process would not see the variables otherwise).
-    aws = {f"spark__executorEnv__{k}": os.environ[k] for k in
-           ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    aws = {
+        f"spark__executorEnv__{k}": os.environ[k]
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        )
+    }
     from pyspark.sql import SparkSession
 
     # A session another test module left running (same pytest process) has executors without
@@ -146,13 +219,18 @@ def s3(endpoint):
     client.create_bucket(Bucket=BUCKET)
     client.create_bucket(Bucket=DATA)
     queue_url = sqs.create_queue(QueueName="diffs-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     client.put_bucket_notification_configuration(
         Bucket=BUCKET,
         NotificationConfiguration={
             "QueueConfigurations": [
-                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
-                 "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}}}
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
+                }
                 for suffix in layout.DATA_FILE_SUFFIXES
             ]
         },
@@ -173,7 +251,9 @@ def _keys(s3, bucket: str, prefix: str = "") -> list[str]:
 def _notified_keys(s3) -> list[str]:
     keys = []
     while True:
-        got = s3.sqs.receive_message(QueueUrl=s3.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        got = s3.sqs.receive_message(
+            QueueUrl=s3.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         msgs = got.get("Messages", [])
         if not msgs:
             return keys
@@ -184,17 +264,36 @@ def _notified_keys(s3) -> list[str]:
 
 
 def _args(day: str, **extra: str) -> list[str]:
-    argv = ["main.py", "--JOB_ID", "j_test", "--JOB_RUN_ID", "jr_test",
-            "--before", f"s3://{DATA}/{day}/before/", "--after", f"s3://{DATA}/{day}/after/",
-            "--diffs", f"s3://{BUCKET}", "--key", "id", "--TempDir", f"s3://{BUCKET}/_glue_tmp/",
-            "--run_date", "2026-11-25T00:30:00Z", "--timezone", "UTC"]
+    argv = [
+        "main.py",
+        "--JOB_ID",
+        "j_test",
+        "--JOB_RUN_ID",
+        "jr_test",
+        "--before",
+        f"s3://{DATA}/{day}/before/",
+        "--after",
+        f"s3://{DATA}/{day}/after/",
+        "--diffs",
+        f"s3://{BUCKET}",
+        "--key",
+        "id",
+        "--TempDir",
+        f"s3://{BUCKET}/_glue_tmp/",
+        "--run_date",
+        "2026-11-25T00:30:00Z",
+        "--timezone",
+        "UTC",
+    ]
     for k, v in extra.items():
         argv += [f"--{k}", v]
     return argv
 
 
 def _manifest(s3) -> Manifest:
-    return Manifest.from_json(s3.get_object(Bucket=BUCKET, Key="2026-11-25/_manifest.json")["Body"].read())
+    return Manifest.from_json(
+        s3.get_object(Bucket=BUCKET, Key="2026-11-25/_manifest.json")["Body"].read()
+    )
 
 
 def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
@@ -205,12 +304,18 @@ def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
     _put(s3, "d1/before/part-1.jsonl.gz", [])  # replaced below with real gzip
     import gzip as gz
 
-    s3.put_object(Bucket=DATA, Key="d1/before/part-1.jsonl.gz", Body=gz.compress(("\n".join(before[5:]) + "\n").encode()))
+    s3.put_object(
+        Bucket=DATA,
+        Key="d1/before/part-1.jsonl.gz",
+        Body=gz.compress(("\n".join(before[5:]) + "\n").encode()),
+    )
     _put(s3, "d1/before/_SUCCESS", [])
     _put(s3, "d1/after/part-0.ndjson", after)
 
     assert job.run(_args("d1", max_records_per_file="2", gzip="false"), spark=spark) == 0
-    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    logs = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     done = [entry for entry in logs if entry["event"] == "run_complete"][0]
     # ids 0,1 deleted; 10..13 created; 3,6,9 updated (v + 1)
     assert done["counts"] == {"c": 4, "u": 3, "d": 2, "unchanged": 5, "bad_records": 0}
@@ -220,11 +325,29 @@ def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
     assert m.before.records == 10 and len(m.before.files) == 2 and m.after.records == 12
     keys = _keys(s3, BUCKET, "2026-11-25/")
     assert keys == sorted([f"2026-11-25/{f.name}" for f in m.files] + ["2026-11-25/_manifest.json"])
-    assert not [k for k in _keys(s3, BUCKET) if "_SUCCESS" in k or k.startswith("_glue_tmp/")], "staging left"
-    events = [json.loads(line) for f in m.files
-              for line in s3.get_object(Bucket=BUCKET, Key=f"2026-11-25/{f.name}")["Body"].read().splitlines()]
+    assert not [
+        k for k in _keys(s3, BUCKET) if "_SUCCESS" in k or k.startswith("_glue_tmp/")
+    ], "staging left"
+    events = [
+        json.loads(line)
+        for f in m.files
+        for line in s3.get_object(Bucket=BUCKET, Key=f"2026-11-25/{f.name}")["Body"]
+        .read()
+        .splitlines()
+    ]
     assert sorted((e["op"], e["key"]["id"]) for e in events) == sorted(
-        [("d", 0), ("d", 1), ("u", 3), ("u", 6), ("u", 9), ("c", 10), ("c", 11), ("c", 12), ("c", 13)])
+        [
+            ("d", 0),
+            ("d", 1),
+            ("u", 3),
+            ("u", 6),
+            ("u", 9),
+            ("c", 10),
+            ("c", 11),
+            ("c", 12),
+            ("c", 13),
+        ]
+    )
     assert all(e["changed"] == ["v"] for e in events if e["op"] == "u")
     # Every notification is for a data file: no staging, marker, manifest or temp object.
     notified = _notified_keys(s3)
@@ -236,7 +359,10 @@ def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
     assert job.run(_args("d2", gzip="true"), spark=spark) == 0
     m2 = _manifest(s3)
     assert (m2.counts.c, m2.counts.u, m2.counts.d, m2.counts.unchanged) == (0, 0, 1, 9)
-    assert _keys(s3, BUCKET, "2026-11-25/") == ["2026-11-25/_manifest.json", "2026-11-25/part-00000.jsonl.gz"]
+    assert _keys(s3, BUCKET, "2026-11-25/") == [
+        "2026-11-25/_manifest.json",
+        "2026-11-25/part-00000.jsonl.gz",
+    ]
     assert not [k for k in _keys(s3, BUCKET) if k.startswith("_glue_tmp/")]
     assert sorted(set(_notified_keys(s3))) == ["2026-11-25/part-00000.jsonl.gz"]
 
@@ -251,7 +377,9 @@ def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
         (['{"id":1}'], [""], 7, "empty_snapshot"),
     ],
 )
-def test_bad_input_fails_with_its_class_and_leaves_no_manifest(s3, spark, capsys, before, after, code, error) -> None:
+def test_bad_input_fails_with_its_class_and_leaves_no_manifest(
+    s3, spark, capsys, before, after, code, error
+) -> None:
     day = f"bad-{error}"
     _put(s3, "good/before/a.jsonl", ['{"id":1}'])
     _put(s3, "good/after/a.jsonl", ['{"id":2}'])
@@ -261,7 +389,9 @@ def test_bad_input_fails_with_its_class_and_leaves_no_manifest(s3, spark, capsys
     _put(s3, f"{day}/before/a.jsonl", before)
     _put(s3, f"{day}/after/b.jsonl", after)
     assert job.run(_args(day), spark=spark) == code
-    failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"run_failed"' in line]
+    failed = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"run_failed"' in line
+    ]
     assert failed and failed[0]["error"] == error and failed[0]["exit_code"] == code
     if error != "empty_snapshot":
         # the bad line; for a duplicate, its first occurrence (the message lists every one)
@@ -279,17 +409,37 @@ def test_quarantine_on_local_paths(spark, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b" / "x.jsonl").write_text('{"id":1,"v":1}\n{"id":2,"v":2}\nnot json\n')
     (tmp_path / "a" / "x.jsonl").write_text('{"id":1,"v":1}\n{"v":3}\n{"id":3}\n')
-    argv = ["main.py", "--before", str(tmp_path / "b"), "--after", str(tmp_path / "a"),
-            "--diffs", str(tmp_path / "diffs"), "--key", "id", "--bad_records", "quarantine",
-            "--run_date", "2026-11-25", "--TempDir", str(tmp_path / "tmp")]
+    argv = [
+        "main.py",
+        "--before",
+        str(tmp_path / "b"),
+        "--after",
+        str(tmp_path / "a"),
+        "--diffs",
+        str(tmp_path / "diffs"),
+        "--key",
+        "id",
+        "--bad_records",
+        "quarantine",
+        "--run_date",
+        "2026-11-25",
+        "--TempDir",
+        str(tmp_path / "tmp"),
+    ]
     assert job.run(argv, spark=spark) == 0
     folder = tmp_path / "diffs" / "2026-11-25"
     m = Manifest.from_json((folder / layout.MANIFEST_NAME).read_text())
     assert (m.counts.c, m.counts.d, m.counts.unchanged, m.counts.bad_records) == (1, 1, 1, 2)
     bad = [json.loads(x) for x in (folder / layout.BAD_RECORDS_NAME).read_text().splitlines()]
     assert sorted((b["reason"], b["side"], b["line"]) for b in bad) == [
-        ("malformed_json", "before", 3), ("missing_key", "after", 2)]
-    assert sorted(p.name for p in folder.iterdir()) == [layout.BAD_RECORDS_NAME, layout.MANIFEST_NAME, "part-00000.jsonl"]
+        ("malformed_json", "before", 3),
+        ("missing_key", "after", 2),
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        layout.BAD_RECORDS_NAME,
+        layout.MANIFEST_NAME,
+        "part-00000.jsonl",
+    ]
     assert not any((tmp_path / "tmp").rglob("*.staged"))
 
 
@@ -299,11 +449,31 @@ def test_script_exits_non_zero_as_a_process(tmp_path: Path) -> None:
     (tmp_path / "b" / "x.jsonl").write_text('{"id":1}\n{"id":1}\n')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "glue_job.main", "--before", str(tmp_path / "b"), "--after", str(tmp_path / "b"),
-         "--diffs", str(tmp_path / "diffs"), "--key", "id", "--run_date", "2026-11-25", "--JOB_ID", "x"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "glue_job.main",
+            "--before",
+            str(tmp_path / "b"),
+            "--after",
+            str(tmp_path / "b"),
+            "--diffs",
+            str(tmp_path / "diffs"),
+            "--key",
+            "id",
+            "--run_date",
+            "2026-11-25",
+            "--JOB_ID",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 6, proc.stdout + proc.stderr[-3000:]
-    failed = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{") and "run_failed" in x]
+    failed = [
+        json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{") and "run_failed" in x
+    ]
     assert failed[0]["error"] == "duplicate_key" and failed[0]["line"] in (1, 2)
     assert not (tmp_path / "diffs" / "2026-11-25" / layout.MANIFEST_NAME).exists()

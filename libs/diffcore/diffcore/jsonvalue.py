@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,37 @@ def _reject_constant(name: str) -> float:
 def loads(text: str | bytes) -> JSONValue:
     """Parse JSON exactly: integers of any size stay `int`; NaN/Infinity are rejected."""
     return json.loads(text, parse_constant=_reject_constant)
+
+
+try:  # optional accelerator (the `polars`/`spark` extras); the standard library is the reference
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installs without the extra
+    _orjson = None
+
+# orjson is exact for integers in [-2**63, 2**64) and silently turns the others into floats: a
+# text holding a run of 20 characters among `-0123456789` (a cheap superset of such integers)
+# takes the standard library.
+_DIGITS_TO_ZERO = bytes.maketrans(b"-123456789", b"0000000000")
+_TWENTY_ZEROS = b"0" * 20
+_LONG_DIGITS = re.compile(r"[0-9\-]{20}").search
+
+
+def may_hold_big_integer(text: str | bytes) -> bool:
+    """Whether the text may hold an integer outside [-2**63, 2**64) (cheap, conservative)."""
+    if type(text) is bytes:
+        return _TWENTY_ZEROS in text.translate(_DIGITS_TO_ZERO)
+    return _LONG_DIGITS(text) is not None
+
+
+def loads_fast(text: str | bytes) -> JSONValue:
+    """`loads`, with orjson where it gives the same value: for the engines' and the publisher's
+    hot paths. Raises ValueError (or RecursionError) for text that is not JSON."""
+    if _orjson is not None and not may_hold_big_integer(text):
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:
+            pass  # let the reference decide (it accepts 1e400, lone surrogates, ...)
+    return loads(text)
 
 
 def canonical_json(value: JSONValue) -> str:

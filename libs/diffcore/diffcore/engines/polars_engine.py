@@ -41,7 +41,6 @@ from __future__ import annotations
 import gzip
 import mmap
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -50,7 +49,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import polars as pl
 
 import diffcore
@@ -88,10 +86,6 @@ def _clock() -> tuple[float, float]:
 # Exact parsing (the slow path, and the records whose bytes differ)
 
 
-# orjson is exact for integers in [-2**63, 2**64); beyond, it silently returns a float.
-_LONG_DIGITS = re.compile(r"[0-9\-]{20}").search
-
-
 class _Bad(Exception):
     def __init__(self, error_class: ErrorClass, message: str) -> None:
         super().__init__(message)
@@ -99,32 +93,10 @@ class _Bad(Exception):
         self.message = message
 
 
-_DIGITS_TO_ZERO = bytes.maketrans(b"-123456789", b"0000000000")
-_TWENTY = b"0" * 20
-
-
-def _may_be_beyond_64_bits(text: str | bytes) -> bool:
-    """Whether the text holds a run of 20 characters among `-0123456789`: a cheap superset of
-    the integers orjson cannot keep exact (20 digits, or `-` and 19)."""
-    if type(text) is bytes:
-        return _TWENTY in text.translate(_DIGITS_TO_ZERO)
-    return _LONG_DIGITS(text) is not None
-
-
 def parse_json(text: str | bytes) -> Any:
-    """Parse exactly: orjson when it can (fast), `jsonvalue.loads` otherwise (big integers,
-    lone surrogates); raises `_Bad(malformed_json)`.
-
-    orjson turns integers beyond 64 bits into floats (lossy), so a text holding a run of 20
-    digits (or `-` and 19) is parsed by `jsonvalue.loads`, which keeps every integer exact.
-    """
-    if not _may_be_beyond_64_bits(text):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
+    """Parse exactly (`jsonvalue.loads_fast`); raises `_Bad(malformed_json)`."""
     try:
-        return jsonvalue.loads(text)
+        return jsonvalue.loads_fast(text)
     except RecursionError:
         raise _Bad(ErrorClass.MALFORMED_JSON, "JSON nested too deeply") from None
     except ValueError as exc:

@@ -61,7 +61,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import uuid
@@ -71,7 +70,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import diffcore
-from diffcore import layout, sources, store
+from diffcore import jsonvalue, layout, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
@@ -91,11 +90,6 @@ DEFAULT_SPLIT_BYTES = 128 * 1024 * 1024
 # Arrow batches handed back to Spark: cut at this many rows or bytes, whichever comes first.
 _BATCH_ROWS = 4096
 _BATCH_BYTES = 16 * 1024 * 1024
-# orjson is exact for integers in [-2**63, 2**64 - 1] and turns the others into floats, so a
-# text holding a digit run that could lie outside (20+ digits, or "-" and 19+ digits) takes the
-# standard library. Conservative: a long digit run inside a string or a fraction goes there too.
-_LONG_DIGITS = re.compile(r"[0-9]{20}|-[0-9]{19}")
-_LONG_DIGITS_B = re.compile(rb"[0-9]{20}|-[0-9]{19}")
 _ERROR_SAMPLE = 5
 
 KIND_RECORD, KIND_BAD, KIND_STATS = 0, 1, 2
@@ -131,18 +125,7 @@ def _now() -> str:
 # Record rules shared by every task (pure Python, unit-tested without Spark)
 
 
-def parse_record(raw: str | bytes) -> Any:
-    """Parse one JSON text exactly as `jsonvalue.loads` does (orjson only where identical).
-
-    Raises ValueError (or RecursionError) for text that is not JSON.
-    """
-    long_digits = _LONG_DIGITS_B if isinstance(raw, bytes) else _LONG_DIGITS
-    if _orjson is not None and not long_digits.search(raw):
-        try:
-            return _orjson.loads(raw)
-        except _orjson.JSONDecodeError:
-            pass  # let the reference decide (it accepts 1e400, lone surrogates, ...)
-    return reference_loads(raw)
+parse_record = jsonvalue.loads_fast  # exact, with orjson where it gives the same value
 
 
 _TYPE_NAMES: dict[type, str] = {
