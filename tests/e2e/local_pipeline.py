@@ -127,12 +127,12 @@ def print_report(rows: list[Row], header: list[str], out: Any = sys.stdout) -> N
 def run_pipeline(engine: str, keep: bool = False, out: Any = sys.stdout) -> int:
     from tests.e2e import data
     from tests.e2e import harness as h
-    from tests.support.services import moto_server, tansu_process
+    from tests.support.services import aws_env, moto_server, tansu_process
 
     started = time.monotonic()
     rows: list[Row] = []
     header: list[str] = []
-    with moto_server() as endpoint, tansu_process() as (broker, bootstrap), h.aws_env(endpoint):
+    with moto_server() as endpoint, tansu_process() as (broker, bootstrap), aws_env(endpoint):
         p = h.LocalPipeline(endpoint, bootstrap)
         p.provision()
         n = p.names

@@ -19,7 +19,7 @@ import pytest
 from diffcore.events import parse_event
 from tests.e2e import data
 from tests.e2e import harness as h
-from tests.support.services import moto_server, tansu_process
+from tests.support.services import aws_env, moto_server, tansu_process
 
 D1, D2 = "2026-11-25", "2026-11-26"
 
@@ -29,7 +29,7 @@ D1, D2 = "2026-11-25", "2026-11-26"
 
 @pytest.fixture(scope="module")
 def endpoint():
-    with moto_server() as url, h.aws_env(url):
+    with moto_server() as url, aws_env(url):
         yield url
 
 
