@@ -47,7 +47,7 @@ from typing import IO, Any
 
 import psutil
 
-GB = 1024**3
+GB = 1024**3  # bytes per GiB: RSS is reported in GiB (what ps and free show)
 
 
 @dataclass
@@ -142,8 +142,8 @@ def run_once(
                         pass
             if label and now >= next_tick:
                 print(
-                    f"    {label}: {now - t0:,.0f} s, RSS {rss / GB:.2f} GB (peak "
-                    f"{peak_tree / GB:.2f})",
+                    f"    {label}: {now - t0:,.0f} s, RSS {rss / GB:.2f} GiB (peak "
+                    f"{peak_tree / GB:.2f} GiB)",
                     file=log,
                     flush=True,
                 )
@@ -226,12 +226,12 @@ def describe(r: RunResult) -> str:
     if r.status in ("timeout", "oom") and not r.peak_rss_kernel_bytes:  # killed by us
         return (
             f"{r.status.upper()}: killed after {r.wall_s:.2f} s wall, process tree at "
-            f"{r.peak_rss_tree_bytes / GB:.2f} GB"
+            f"{r.peak_rss_tree_bytes / GB:.2f} GiB"
         )
     cpu = r.user_s + r.sys_s
     s = (
         f"{r.wall_s:7.2f} s wall, {cpu:7.2f} s cpu ({cpu / r.wall_s if r.wall_s else 0:.1f} cores), "
-        f"peak RSS {r.peak_rss_bytes / GB:.2f} GB"
+        f"peak RSS {r.peak_rss_bytes / GB:.2f} GiB"
     )
     return s if r.ok else f"{r.status.upper()} (exit {r.returncode}) after {s}"
 
