@@ -542,9 +542,9 @@ tr.changed td {{ background: #fff0b3; font-weight: bold; }}
 <p>key <code>{esc(', '.join(summary['key']))}</code> &middot; engine
 {esc(summary['engine']['name'])} {esc(summary['engine']['version'])} &middot;
 {summary['elapsed_s']:.2f} s</p>
-<p>before <code>{esc(ins['before']['location'])}</code> ({ins['before']['files']} files,
+<p>before <code>{esc(ins['before']['location'])}</code> ({_plural(ins['before']['files'], 'file')},
 {ins['before']['records']:,} records)<br>after <code>{esc(ins['after']['location'])}</code>
-({ins['after']['files']} files, {ins['after']['records']:,} records)</p>
+({_plural(ins['after']['files'], 'file')}, {ins['after']['records']:,} records)</p>
 <div class="counts">
 <div class="count c">inserted<b>{c['c']:,}</b></div>
 <div class="count u">updated<b>{c['u']:,}</b></div>
