@@ -13,6 +13,11 @@ from diffcore import cli, layout
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
+def sample_diff(out: str) -> list[str]:
+    """`diff` of the bundled samples (key `id`) into `out`: the README's main job."""
+    return ["diff", str(SAMPLES / "yesterday"), str(SAMPLES / "today"), "--key", "id", "--out", out]
+
+
 def _write(folder: Path, lines: list[str]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "a.jsonl").write_text("".join(line + "\n" for line in lines))
@@ -22,13 +27,7 @@ def _write(folder: Path, lines: list[str]) -> str:
 def test_samples_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(
         [
-            "diff",
-            str(SAMPLES / "yesterday"),
-            str(SAMPLES / "today"),
-            "--key",
-            "id",
-            "--out",
-            str(tmp_path),
+            *sample_diff(str(tmp_path)),
             "--run-date",
             "2026-11-25",
         ]
@@ -57,13 +56,7 @@ def test_json_summary_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str
     report = tmp_path / "report.html"
     code = cli.main(
         [
-            "diff",
-            str(SAMPLES / "yesterday"),
-            str(SAMPLES / "today"),
-            "--key",
-            "id",
-            "--out",
-            str(tmp_path / "out"),
+            *sample_diff(str(tmp_path / "out")),
             "--run-date",
             "2026-11-25",
             "--json",
@@ -102,13 +95,7 @@ def test_json_summary_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_quiet_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(
         [
-            "diff",
-            str(SAMPLES / "yesterday"),
-            str(SAMPLES / "today"),
-            "--key",
-            "id",
-            "--out",
-            str(tmp_path),
+            *sample_diff(str(tmp_path)),
             "--quiet",
         ]
     )
@@ -198,13 +185,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "diffcore",
-            "diff",
-            str(SAMPLES / "yesterday"),
-            str(SAMPLES / "today"),
-            "--key",
-            "id",
-            "--out",
-            str(tmp_path),
+            *sample_diff(str(tmp_path)),
             "--run-date",
             "2026-11-25",
             "--json",

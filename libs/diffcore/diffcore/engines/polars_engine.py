@@ -1115,15 +1115,7 @@ class _Run:
                 )
             )
         if dels.height:
-            parts.append(
-                format_events(
-                    pl.DataFrame({_KEY: dels[_KEY], "b": bf[_LINE].gather(dels["rb"])}).select(
-                        _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
-                    ),
-                    spec.key,
-                    spec.run_date,
-                )
-            )
+            parts.append(_delete_events(dels, bf, spec))
         self.counts["c"] += ins.height
         self.counts["d"] += dels.height
         self._timed("format", t)
@@ -1187,15 +1179,7 @@ class _Run:
         gone = cand.filter(pl.col("st") == "x")
         if gone.height:
             self.counts["d"] += gone.height
-            parts.append(
-                format_events(
-                    pl.DataFrame({_KEY: gone[_KEY], "b": bf[_LINE].gather(gone["rb"])}).select(
-                        _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
-                    ),
-                    spec.key,
-                    spec.run_date,
-                )
-            )
+            parts.append(_delete_events(gone, bf, spec))
         self._types["before"] = _merge_types(self._types["before"], work.types_before, types_b)
         self._types["after"] = _merge_types(self._types["after"], work.types_after, types_a)
         lines = (
@@ -1547,6 +1531,18 @@ def _merge_types(*parts: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 _EVENT_TAIL = '"run_date":"{run_date}","event_id":"'
+
+
+def _delete_events(rows: pl.DataFrame, before: pl.DataFrame, spec: RunSpec) -> pl.DataFrame:
+    """`d` event lines for `rows` (key, `rb` = row of the before record in `before`)."""
+    null = pl.lit(None, dtype=pl.String)
+    return format_events(
+        pl.DataFrame({_KEY: rows[_KEY], "b": before[_LINE].gather(rows["rb"])}).select(
+            _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
+        ),
+        spec.key,
+        spec.run_date,
+    )
 
 
 def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl.DataFrame:
