@@ -18,7 +18,14 @@ EVENT_FIELDS = ("op", "key", "before", "after", "changed", "run_date", "event_id
 
 def event_id(run_date: str, op: str, key: Mapping[str, JSONValue]) -> str:
     """Lowercase hex SHA-256 of the canonical JSON of `[run_date, op, key]`."""
-    return hashlib.sha256(canonical_json([run_date, op, dict(key)]).encode("utf-8")).hexdigest()
+    return event_id_of_key_text(run_date, op, canonical_json(dict(key)))
+
+
+def event_id_of_key_text(run_date: str, op: str, key_text: str) -> str:
+    """`event_id` from the key's canonical JSON text (what an engine joins on): the canonical
+    JSON of a list is its items' canonical JSON, comma-separated, in brackets."""
+    text = f"[{canonical_json(run_date)},{canonical_json(op)},{key_text}]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def kafka_key(key: Mapping[str, JSONValue]) -> bytes:
@@ -39,12 +46,29 @@ def event_line(
     Splicing the input's own text keeps payloads exact (big integers, member order) and saves
     a parse-and-serialise of every changed record.
     """
-    key_text = compact_json(dict(key))
+    return event_line_of_key_text(
+        op, compact_json(dict(key)), before, after, changed, run_date, event_id(run_date, op, key)
+    )
+
+
+def event_line_of_key_text(
+    op: str,
+    key_text: str,
+    before: str | None,
+    after: str | None,
+    changed: Sequence[str] | None,
+    run_date: str,
+    eid: str | None = None,
+) -> str:
+    """`event_line` for a key given as JSON text (an engine's canonical join key: then the id
+    is `event_id_of_key_text` of it, the default)."""
     changed_text = "null" if changed is None else compact_json(list(changed))
+    if eid is None:
+        eid = event_id_of_key_text(run_date, op, key_text)
     return (
         f'{{"op":"{op}","key":{key_text},"before":{before or "null"},'
         f'"after":{after or "null"},"changed":{changed_text},'
-        f'"run_date":"{run_date}","event_id":"{event_id(run_date, op, key)}"}}'
+        f'"run_date":"{run_date}","event_id":"{eid}"}}'
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 JSONValue = Any  # dict | list | str | int | float | bool | None
@@ -160,6 +160,126 @@ def changed_paths(
 def leaf_types(record: Mapping[str, JSONValue]) -> dict[str, str]:
     """`dotted path -> JSON type` of every non-null leaf (for schema drift)."""
     return {path: json_type(value) for path, value in leaves(record).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# The same rules, fast: for the engines' per-record hot paths (property-tested against the
+# reference functions above).
+
+_NUMBER_TYPES = (int, float)
+LEAF_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+}
+
+
+def leaves_into(obj: Mapping[str, JSONValue], prefix: str, out: dict[str, JSONValue]) -> None:
+    """`leaves(obj, prefix)` written into `out`, without intermediate dicts."""
+    for name, value in obj.items():
+        if value is None:
+            continue
+        if type(value) is dict:
+            leaves_into(value, f"{prefix}{name}.", out)
+        else:
+            out[prefix + name] = value
+
+
+def types_of_leaves(leaves_: Mapping[str, JSONValue]) -> dict[str, str]:
+    """`leaf_types` from the output of `leaves` / `leaves_into`."""
+    return {p: LEAF_TYPE_NAMES.get(type(v)) or json_type(v) for p, v in leaves_.items()}
+
+
+def leaf_equal(x: JSONValue, y: JSONValue) -> bool:
+    """`values_equal(x, y)`, fast for the common cases."""
+    tx = type(x)
+    if tx is not type(y):
+        if tx in _NUMBER_TYPES and type(y) in _NUMBER_TYPES:
+            return x == y  # int vs float: Python compares them exactly, by value
+        return normalize(x) == normalize(y)
+    if tx is list:
+        if len(x) != len(y):
+            return False
+        for u, v in zip(x, y, strict=False):
+            if not leaf_equal(u, v):
+                return False
+        return True
+    if tx is dict:
+        if x.keys() != y.keys():
+            return normalize(x) == normalize(y)
+        for name, u in x.items():
+            if not leaf_equal(u, y[name]):
+                return False
+        return True
+    return x == y  # same-type scalars (or both None): Python equality is the contract's
+
+
+def changed_from_leaves(
+    lb: Mapping[str, JSONValue], la: Mapping[str, JSONValue], ignored: Sequence[str] = ()
+) -> list[str]:
+    """`changed_paths` from the two records' `leaves`."""
+    if ignored:
+        lb = {p: v for p, v in lb.items() if not is_ignored(p, ignored)}
+        la = {p: v for p, v in la.items() if not is_ignored(p, ignored)}
+    changed = []
+    get = la.get
+    for p, v in lb.items():
+        w = get(p)
+        if v is w:
+            continue
+        tv = type(v)
+        if tv is type(w) and tv is not list:
+            if v != w:  # same-type scalars: Python equality is the contract's
+                changed.append(p)
+        elif w is None or not leaf_equal(v, w):
+            changed.append(p)
+    if len(la) != len(lb) or changed:  # else every path of la was seen in lb
+        changed.extend(p for p in la if p not in lb)
+    changed.sort()
+    return changed
+
+
+def changed_paths_fast(
+    before: Mapping[str, JSONValue], after: Mapping[str, JSONValue], ignored: Sequence[str] = ()
+) -> list[str]:
+    """Same result as `changed_paths`, faster."""
+    lb: dict[str, JSONValue] = {}
+    la: dict[str, JSONValue] = {}
+    leaves_into(before, "", lb)
+    leaves_into(after, "", la)
+    return changed_from_leaves(lb, la, ignored)
+
+
+# What a value of each leaf type starts with, in JSON text (null leaves do not count).
+TYPE_START = {"string": '"', "number": r"[\-0-9]", "boolean": "[tf]", "array": r"\["}
+_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")
+
+
+def regex_escape(text: str) -> str:
+    """Escape regex metacharacters the same way for Python's `re` and Rust's `regex` (Polars)."""
+    return "".join("\\" + c if c in _REGEX_META else c for c in text)
+
+
+def member_name_regex(path: str) -> str:
+    """Regex for the member that holds the leaf at `path`: a suffix of the path ("c.d" may be
+    member "d" of "c", or a member named "c.d"), spelled as `compact_json` writes it."""
+    steps = path.split(".")
+    names = (regex_escape(compact_json(".".join(steps[i:]))) for i in range(len(steps)))
+    return "(?:" + "|".join(names) + ")"
+
+
+def leaf_type_prefilter(wanted: Mapping[str, Iterable[str]]) -> str:
+    """A regex that every record text holding a leaf of `path` with a type in `wanted[path]`
+    matches, unless a member name in it is spelled with escapes (`\\u`, `\\/`): callers let
+    such texts through as well, then parse what passes (for schema drift; cheap to scan)."""
+    parts = [
+        rf"{member_name_regex(path)}\s*:\s*(?:{'|'.join(TYPE_START[t] for t in sorted(types))})"
+        for path, types in sorted(wanted.items())
+        if types
+    ]
+    return "|".join(parts) or r"\b\B"  # never matches (Python and Rust)
 
 
 def get_path(record: Mapping[str, JSONValue], path: str) -> JSONValue:

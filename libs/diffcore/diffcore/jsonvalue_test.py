@@ -112,3 +112,45 @@ def test_roundtrip_is_equal_and_normalize_hashable(value: object) -> None:
     assert jv.values_equal(value, again)
     hash(jv.normalize(value))
     assert jv.loads(jv.canonical_json(value)) == jv.loads(json.dumps(value, sort_keys=True))
+
+
+# --------------------------------------------------------------------- the fast hot-path forms
+
+_fast_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=4),
+    ),
+    lambda c: st.one_of(
+        st.lists(c, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "a.b", "c"]), c, max_size=3),
+    ),
+    max_leaves=12,
+)
+_fast_records = st.dictionaries(
+    st.sampled_from(["a", "b", "a.b", "c", "d"]), _fast_values, max_size=5
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(record=_fast_records)
+def test_leaves_into_and_types_of_leaves_are_leaves_and_leaf_types(record) -> None:
+    out: dict = {}
+    jv.leaves_into(record, "", out)
+    assert out == jv.leaves(record)
+    assert jv.types_of_leaves(out) == jv.leaf_types(record)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    before=_fast_records,
+    after=_fast_records,
+    ignored=st.lists(st.sampled_from(["a", "b", "a.b", "c.x"]), max_size=2),
+)
+def test_changed_paths_fast_is_changed_paths(before, after, ignored) -> None:
+    want = jv.changed_paths(before, after, ignored)
+    assert jv.changed_paths_fast(before, after, tuple(ignored)) == want
+    assert jv.changed_paths_fast(before, before, tuple(ignored)) == []

@@ -24,7 +24,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
@@ -191,27 +191,34 @@ class RawRecord:
     error: str | None = None
 
 
+def iter_ndjson_raw(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, bytes without the newline and `\\r`) of every non-blank line;
+    a UTF-8 BOM on the first line is dropped. Not decoded: `ndjson_record` does that (an
+    engine may first try a parser that validates UTF-8 itself)."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip(_WS):
+            continue
+        yield number, raw.rstrip(b"\r\n")
+
+
+def ndjson_record(path: str, number: int, raw: bytes) -> RawRecord:
+    """One line of `iter_ndjson_raw` as a record; invalid UTF-8 is a record with `error`."""
+    try:
+        return RawRecord(path, number, raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return RawRecord(
+            path, number, raw.decode("utf-8", "replace"), f"invalid UTF-8: {exc.reason}"
+        )
+
+
 def iter_ndjson_lines(path: str, stream: BinaryIO | None = None) -> Iterator[RawRecord]:
     """Every non-blank line of an NDJSON file, trailing `\\r` removed, with its line number."""
     f = stream or open_input(path)
     try:
-        for number, raw in enumerate(f, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            stripped = raw.strip(_WS)
-            if not stripped:
-                continue
-            try:
-                text = raw.rstrip(b"\r\n").decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRecord(
-                    path,
-                    number,
-                    raw.rstrip(b"\r\n").decode("utf-8", "replace"),
-                    f"invalid UTF-8: {exc.reason}",
-                )
-                continue
-            yield RawRecord(path, number, text)
+        for number, raw in iter_ndjson_raw(f):
+            yield ndjson_record(path, number, raw)
     finally:
         if stream is None:
             f.close()

@@ -100,37 +100,53 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
-@given(record=st.dictionaries(st.text(max_size=3), json_values, max_size=5))
-def test_add_leaf_types_is_jsonvalue_leaf_types(record: dict) -> None:
-    got: dict = {}
-    se.add_leaf_types(record, got)
-    assert got == jsonvalue.leaf_types(record)
+key_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    json_numbers,
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
 
 
-@settings(max_examples=400, deadline=None)
-@given(value=json_values)
-def test_parse_with_types_is_the_reference_parser(value) -> None:
-    text = json.dumps(value)
-    types: dict = {}
-    got, want = se.parse_with_types(text, types), jsonvalue.loads(text)
-    assert repr(got) == repr(want)  # exact: big integers stay ints, floats the same floats
-    assert types == (jsonvalue.leaf_types(want) if isinstance(want, dict) else {})
+@settings(max_examples=500, deadline=None)
+@given(
+    record=st.dictionaries(st.sampled_from(["id", "a", "b", "x.y"]), key_values, max_size=4),
+    nested=st.one_of(st.none(), key_values),
+    key=st.sampled_from([("id",), ("a", "id"), ("b", "a"), ("x.y",), ("n.id",)]),
+    spaces=st.booleans(),
+)
+def test_fast_record_key_is_the_careful_key_or_none(record, nested, key, spaces) -> None:
+    if nested is not None:
+        record["n"] = {"id": nested}
+    text = json.dumps(record, ensure_ascii=False, separators=(", ", ": ") if spaces else None)
+    got = se.fast_record_key(text.encode(), key)
+    if got is not None:  # the fast path may decline, but never disagree
+        assert se.record_key(jsonvalue.loads(text), key) == (None, got)
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        '{"a": 18446744073709551616}',
-        '{"a": [1, {"b": -9223372036854775809}]}',
-        "[123456789012345678901234567890]",
-        '{"a": 1e19}',
-        '{"a": 1e400}',
+        '{"id": 18446744073709551616}',
+        '{"id": -9223372036854775809}',
+        '{"id": 1.5}',
+        '{"id": 1e400}',
+        '{"id": null}',
+        '{"id": "\\ud800"}',
+        '[{"id": 1}]',
+        '{"id": 1',
     ],
 )
-def test_parse_with_types_recovers_integers_orjson_cannot_hold(text: str) -> None:
-    got = se.parse_with_types(text, {})
-    assert repr(got) == repr(jsonvalue.loads(text))
+def test_fast_record_key_leaves_the_hard_cases_to_the_careful_path(text: str) -> None:
+    assert se.fast_record_key(text.encode(), ("id",)) is None
+
+
+def test_fast_record_key_writes_canonical_json() -> None:
+    raw = '{"z":1,"id":"caf\u00e9 \\"q\\"","b":true,"a":-1099511627776}'.encode()
+    got = se.fast_record_key(raw, ("id", "b", "a"))
+    assert got == jsonvalue.canonical_json({"id": 'café "q"', "b": True, "a": -(2**40)})
 
 
 @settings(max_examples=200, deadline=None)
