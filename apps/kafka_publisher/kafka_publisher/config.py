@@ -53,6 +53,7 @@ _SENSITIVE_PROP = re.compile(r"password|secret|jaas|\.pem$|oauthbearer\.config|t
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_WORKERS = 64  # PUBLISH_WORKERS: processes publishing files side by side, each with a producer
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -76,6 +77,7 @@ class Config:
     timezone: str = "UTC"
     publish_tombstones: bool = False
     log_level: str = "INFO"
+    publish_workers: int = 1
 
     def resolve_run_date(self, now: datetime | None = None) -> str:
         """`RUN_DATE` if set, else today in `TIMEZONE`."""
@@ -126,6 +128,7 @@ class Config:
             "timezone": self.timezone,
             "publish_tombstones": self.publish_tombstones,
             "log_level": self.log_level,
+            "publish_workers": self.publish_workers,
         }
 
     def __repr__(self) -> str:  # never the password, whatever dataclass does
@@ -158,6 +161,17 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     if value in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {environ[name]!r}")
+
+
+def _workers(environ: Mapping[str, str]) -> int:
+    value = environ.get("PUBLISH_WORKERS", "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise ConfigError(
+            f"PUBLISH_WORKERS must be a whole number from 1 to {MAX_WORKERS}, got {value!r}"
+        )
+    return int(value)
 
 
 def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
@@ -283,6 +297,7 @@ def load_config(
         timezone=tz_name,
         publish_tombstones=_flag(env, "PUBLISH_TOMBSTONES"),
         log_level=log_level,
+        publish_workers=_workers(env),
     )
 
 

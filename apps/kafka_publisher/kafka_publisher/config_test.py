@@ -18,6 +18,8 @@ def test_defaults_and_producer_config() -> None:
     config = load_config(BASE)
     assert config.diffs_location == "s3://bucket/prefix"
     assert config.timezone == "UTC" and not config.publish_tombstones and config.log_level == "INFO"
+    assert config.publish_workers == 1 and config.redacted()["publish_workers"] == 1
+    assert load_config({**BASE, "PUBLISH_WORKERS": " 2 "}).publish_workers == 2
     conf = config.producer_config()
     assert conf["acks"] == "all" and conf["enable.idempotence"] == "true"
     assert conf["compression.type"] == "lz4" and conf["bootstrap.servers"] == "b:9092"
@@ -54,6 +56,10 @@ def test_kafka_prop_variables_become_librdkafka_properties() -> None:
         ({"DIFFS_LOCATION": "gs://b"}, "DIFFS_LOCATION"),
         ({"DIFFS_LOCATION": "s3://"}, "no bucket"),
         ({"KAFKA_TOPIC": "bad topic"}, "KAFKA_TOPIC"),
+        ({"PUBLISH_WORKERS": "0"}, "PUBLISH_WORKERS must be a whole number from 1 to 64"),
+        ({"PUBLISH_WORKERS": "65"}, "PUBLISH_WORKERS"),
+        ({"PUBLISH_WORKERS": "two"}, "PUBLISH_WORKERS"),
+        ({"PUBLISH_WORKERS": "-2"}, "PUBLISH_WORKERS"),
     ],
 )
 def test_invalid_configuration(env: dict[str, str], message: str) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -102,6 +103,58 @@ def setup_logging(
     logger.setLevel(level)
     logger.propagate = False
     return logger
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """A log record as plain picklable values, to be replayed in another process
+    (`replay_record`): the message formatted, a traceback as text, other values kept if they
+    pickle, as their `str` otherwise (what `JsonFormatter` would write for them anyway)."""
+    out: dict[str, Any] = {}
+    for name, value in record.__dict__.items():
+        if name in ("args", "exc_info", "exc_text", "stack_info"):
+            continue
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - anything unpicklable is logged as its text
+            value = str(value)
+        out[name] = value
+    out["msg"] = record.getMessage()
+    out["args"] = None
+    if record.exc_info and "traceback" not in out:
+        out["traceback"] = "".join(traceback.format_exception(*record.exc_info))
+    return out
+
+
+def replay_record(fields: Mapping[str, Any], **extra: Any) -> None:
+    """Log a record made by `record_fields` (in a worker process) through this process's
+    handlers: the same JSON line and redaction as a record of this process."""
+    record = logging.makeLogRecord({**fields, **extra})
+    logger = logging.getLogger(record.name)
+    if not logger.disabled:
+        logger.handle(record)
+
+
+class ForwardingHandler(logging.Handler):
+    """Sends every record (as `record_fields`) through `send`: a worker process's logs reach
+    stdout through its parent, one whole line at a time, redacted there."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._send(record_fields(record))
+        except Exception:  # noqa: BLE001 - logging must never break publishing
+            self.handleError(record)
+
+
+def forward_logging(send: Callable[[dict[str, Any]], None]) -> None:
+    """In a worker process: the `kafka_publisher` logger's records go to `send` only."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(ForwardingHandler(send))
 
 
 def get_logger(name: str = "") -> logging.Logger:

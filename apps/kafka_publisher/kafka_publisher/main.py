@@ -25,7 +25,9 @@ EPILOG = """\
 configuration: environment variables, see apps/kafka_publisher/README.md
   DIFFS_LOCATION, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_SECURITY_PROTOCOL,
   KAFKA_SASL_MECHANISM, KAFKA_USERNAME/KAFKA_PASSWORD or KAFKA_SECRET_ARN,
-  KAFKA_PROP_<NAME> (any librdkafka property), RUN_DATE, TIMEZONE, PUBLISH_TOMBSTONES, LOG_LEVEL
+  KAFKA_PROP_<NAME> (any librdkafka property), RUN_DATE, TIMEZONE, PUBLISH_TOMBSTONES, LOG_LEVEL,
+  PUBLISH_WORKERS (default 1: files published one after the other in this process; N > 1: N
+  worker processes, each with its own producer, publish whole files side by side)
 
 exit codes:
   0 done (published, or nothing left to publish)   10 not ready: no manifest for the date
@@ -44,6 +46,10 @@ examples:
   # republish a date into a local broker from a local folder, with tombstones after deletes
   DIFFS_LOCATION=./out KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=changes \\
   PUBLISH_TOMBSTONES=true KAFKA_PROP_COMPRESSION_TYPE=zstd kafka-publisher --run-date 2026-11-25
+
+  # the same with two worker processes (one per core)
+  DIFFS_LOCATION=./out KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=changes \\
+  PUBLISH_WORKERS=2 kafka-publisher --run-date 2026-11-25
 """
 
 
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 sink,
                 config.publish_tombstones,
                 summary,
+                workers=config.publish_workers,
             )
         summary.finish()
         log.info("done", extra={"outcome": "ok", "exit_code": EXIT_OK, **summary.as_fields()})

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from unittest import mock
@@ -36,6 +37,7 @@ def test_help_has_examples_and_exits_0(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "examples:" in out and "--dry-run" in out and "KAFKA_SECRET_ARN" in out
     assert "10 not ready" in out
+    assert "PUBLISH_WORKERS" in out and "PUBLISH_WORKERS=2 kafka-publisher" in out
 
 
 def test_usage_and_configuration_errors_exit_11(
@@ -135,7 +137,8 @@ def test_no_secret_ever_reaches_logs_or_errors(services: tuple[str, str]) -> Non
     with mock.patch.dict(os.environ, aws):
         bucket = f"diffs-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=endpoint, **FAKE_AWS).create_bucket(Bucket=bucket)
-        write_day(f"s3://{bucket}", D, make_events(D, 20))
+        # two files: with PUBLISH_WORKERS=2 both workers start (and log through the parent)
+        write_day(f"s3://{bucket}", D, make_events(D, 20), records_per_file=10)
         sm = boto3.client("secretsmanager", endpoint_url=endpoint, **FAKE_AWS)
         arn = sm.create_secret(
             Name=f"kafka-{uuid.uuid4().hex[:6]}",
@@ -175,6 +178,17 @@ def test_no_secret_ever_reaches_logs_or_errors(services: tuple[str, str]) -> Non
             }
         ),
         "dry run": _run_process({**base, "KAFKA_SECRET_ARN": arn}, "--dry-run"),
+        "2 workers, secret by ARN": _run_process(
+            {**base, "KAFKA_SECRET_ARN": arn, "PUBLISH_WORKERS": "2"}
+        ),
+        "2 workers, password from env": _run_process(
+            {
+                **base,
+                "KAFKA_USERNAME": "svc",
+                "KAFKA_PASSWORD": SECRET_FROM_ENV,
+                "PUBLISH_WORKERS": "2",
+            }
+        ),
     }
     codes = {name: proc.returncode for name, proc in runs.items()}
     assert codes == {
@@ -183,6 +197,8 @@ def test_no_secret_ever_reaches_logs_or_errors(services: tuple[str, str]) -> Non
         "secret not JSON": EXIT_CONFIG,
         "both ways": EXIT_CONFIG,
         "dry run": EXIT_OK,
+        "2 workers, secret by ARN": EXIT_DELIVERY,
+        "2 workers, password from env": EXIT_DELIVERY,
     }, {name: proc.stdout[-2000:] + proc.stderr[-2000:] for name, proc in runs.items()}
     for name, proc in runs.items():
         text = proc.stdout + proc.stderr
@@ -194,3 +210,73 @@ def test_no_secret_ever_reaches_logs_or_errors(services: tuple[str, str]) -> Non
     assert start["config"]["password"] == "***"
     assert start["config"]["kafka_props"]["ssl.key.password"] == "***"
     assert "is not a JSON object" in runs["secret not JSON"].stdout
+    # the workers' own logs (librdkafka debug included) were written by the parent, as JSON
+    for name in ("2 workers, secret by ARN", "2 workers, password from env"):
+        lines = [json.loads(line) for line in runs[name].stdout.splitlines()]
+        from_workers = [o for o in lines if o.get("worker") in (1, 2)]
+        assert {o["worker"] for o in from_workers} == {1, 2}, name
+        assert any(o["logger"] == "kafka_publisher.librdkafka" for o in from_workers), name
+        assert lines[-1]["_aws"] and lines[-2]["exit_code"] == EXIT_DELIVERY
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_do_not_outlive_a_killed_parent(tmp_path) -> None:
+    """SIGKILL to the task's process (no cleanup runs): its workers stop on their own, silently,
+    instead of blocking forever on a pipe nobody reads."""
+    write_day(str(tmp_path), D, make_events(D, 20), records_per_file=10)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "DIFFS_LOCATION": str(tmp_path),
+        "RUN_DATE": D,
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens: the workers keep trying
+        "KAFKA_TOPIC": "t",
+        "KAFKA_PROP_MESSAGE_TIMEOUT_MS": "4000",
+        "KAFKA_PROP_DEBUG": "all",  # a steady stream of log lines to forward to the parent
+        "LOG_LEVEL": "DEBUG",
+        "PUBLISH_WORKERS": "2",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kafka_publisher.main import main; sys.exit(main())",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == 2
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+    assert proc.stderr is not None and proc.stderr.read() == b""  # no "Logging error" flood

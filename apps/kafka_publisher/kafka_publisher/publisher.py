@@ -13,6 +13,9 @@ Delivery reports: the producer runs with `delivery.report.only.error=true` and a
 `on_delivery` callback, so every failed report reaches Python (counted, first ones logged) while
 successful ones cost nothing; `flush()` returning 0 outstanding messages with no failed report
 means every message was acknowledged (acks=all, idempotent producer).
+
+With `PUBLISH_WORKERS` > 1, files are published the same way, file by file, by worker processes
+with a producer each (`parallel`); the run fails as described above on the first failure.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from diffcore.events import OPS
 from diffcore.manifest import DataFile, Manifest
-from kafka_publisher import checkpoints, reader
+from kafka_publisher import checkpoints, parallel, reader
 from kafka_publisher.errors import BadData, ConfigError, DeliveryError
 from kafka_publisher.logs import Redactor, get_logger
 
@@ -159,6 +162,23 @@ class KafkaSink:
         self.drain()
 
 
+@dataclass
+class FileResult:
+    """What publishing one file did (also what a worker process reports for it)."""
+
+    name: str
+    events: int
+    tombstones: int
+    per_op: dict[str, int]
+    value_bytes: int
+    raw_bytes: int
+    duration_s: float
+
+    @property
+    def messages(self) -> int:
+        return self.events + self.tombstones
+
+
 def _publish_file(
     sink: KafkaSink,
     run_date: str,
@@ -166,29 +186,28 @@ def _publish_file(
     diffs_location: str,
     tombstones: bool,
     summary: Summary,
-    log: logging.Logger,
-) -> None:
+) -> FileResult:
+    """Produce every event of the file, flush, check the delivery reports, write the
+    checkpoint. On failure, `summary.failed` gets the failed messages and the error is raised
+    (the file gets no checkpoint)."""
     started = time.monotonic()
     stats, events = reader.read_events(diffs_location, run_date, data_file)
     producer = sink.producer
     produce, poll = producer.produce, producer.poll
     topic = sink.topic
-    run_date_b = run_date.encode()
-    source_b = data_file.name.encode()
-    ops = {op: op.encode() for op in OPS}
+    # Header tuples built once per file: only the event_id one is new per message.
+    op_headers = {op: ("op", op.encode()) for op in OPS}
+    run_date_header = ("run_date", run_date.encode())
+    source_header = ("source_file", data_file.name.encode())
     produced = 0
     n_tombstones = 0
+    next_poll = POLL_EVERY
     from confluent_kafka import KafkaException
 
     line_no = 0
     try:
         for value, line_no, op, key, event_id in events:  # noqa: B007 (line_no: errors)
-            headers = [
-                ("op", ops[op]),
-                ("run_date", run_date_b),
-                ("event_id", event_id),
-                ("source_file", source_b),
-            ]
+            headers = [op_headers[op], run_date_header, ("event_id", event_id), source_header]
             try:
                 produce(topic, value, key, headers=headers)
             except BufferError:  # local queue full: serve delivery reports until there is room
@@ -200,7 +219,8 @@ def _publish_file(
                 except BufferError:
                     _produce_blocking(producer, topic, None, key, headers)
                 n_tombstones += 1
-            if produced % POLL_EVERY == 0:
+            if produced == next_poll:  # cheaper than a modulo per message
+                next_poll += POLL_EVERY
                 poll(0)
                 if sink.broken:
                     break
@@ -225,22 +245,78 @@ def _publish_file(
             file=data_file.name,
         )
     checkpoints.save(diffs_location, run_date, data_file, produced + n_tombstones, topic)
+    return FileResult(
+        name=data_file.name,
+        events=stats.events,
+        tombstones=n_tombstones,
+        per_op=dict(stats.per_op),
+        value_bytes=stats.value_bytes,
+        raw_bytes=stats.raw_bytes,
+        duration_s=time.monotonic() - started,
+    )
+
+
+def _record(summary: Summary, result: FileResult, log: logging.Logger, **extra: Any) -> None:
+    """Count a published file in the summary and log it."""
     summary.files_published += 1
-    _add(summary, stats, n_tombstones)
-    took = time.monotonic() - started
+    summary.events += result.events
+    summary.tombstones += result.tombstones
+    summary.value_bytes += result.value_bytes
+    summary.raw_bytes += result.raw_bytes
+    for op, n in result.per_op.items():
+        summary.per_op[op] += n
+    took = result.duration_s
     log.info(
         "file published",
         extra={
-            "file": data_file.name,
-            "events": stats.events,
-            "tombstones": n_tombstones,
-            "per_op": dict(stats.per_op),
-            "bytes": stats.value_bytes,
-            "bytes_read": stats.raw_bytes,
+            "file": result.name,
+            "events": result.events,
+            "tombstones": result.tombstones,
+            "per_op": dict(result.per_op),
+            "bytes": result.value_bytes,
+            "bytes_read": result.raw_bytes,
             "duration_s": round(took, 3),
-            "messages_per_s": round((produced + n_tombstones) / took, 1) if took > 0 else None,
+            "messages_per_s": round(result.messages / took, 1) if took > 0 else None,
+            **extra,
         },
     )
+
+
+class _WorkerPublisher:
+    """`parallel.FilePublisher`: what a worker process runs. Built in the parent, but the
+    producer is created only in `connect()`, in the worker, after the fork: a librdkafka
+    producer (its threads, its connections) must never be inherited across a fork."""
+
+    def __init__(
+        self,
+        run_date: str,
+        diffs_location: str,
+        tombstones: bool,
+        sink_factory: Callable[[], KafkaSink],
+    ) -> None:
+        self.run_date = run_date
+        self.diffs_location = diffs_location
+        self.tombstones = tombstones
+        self.sink_factory = sink_factory
+        self.sink: KafkaSink | None = None
+        self.summary = Summary(run_date=run_date, dry_run=False)  # collects `failed` only
+
+    def connect(self) -> int:
+        self.sink = self.sink_factory()
+        return self.sink.check_topic()
+
+    def publish(self, data_file: DataFile) -> FileResult:
+        assert self.sink is not None, "connect() first"
+        return _publish_file(
+            self.sink, self.run_date, data_file, self.diffs_location, self.tombstones, self.summary
+        )
+
+    def failed_messages(self) -> int:
+        return self.summary.failed
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
 
 def _produce_blocking(producer: Any, topic: str, value: Any, key: bytes, headers: Any) -> None:
@@ -313,11 +389,14 @@ def publish_day(
     sink_factory: Callable[[], KafkaSink],
     tombstones: bool,
     summary: Summary | None = None,
+    workers: int = 1,
 ) -> Summary:
     """Publish every file of the run date that has no matching checkpoint.
 
     Kafka is contacted only if there is something to publish (a rerun after success reads the
-    manifest and the checkpoints, and stops).
+    manifest and the checkpoints, and stops). With `workers` > 1 (and more than one file to
+    publish), files are published by that many worker processes (`parallel.publish_files`),
+    each with its own producer; otherwise in this process, one file after the other.
     """
     log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
@@ -343,13 +422,28 @@ def publish_day(
                 },
             )
         todo.append(data_file)
-    if todo:
+    if todo and workers > 1 and len(todo) > 1:
+        worker_publisher = _WorkerPublisher(run_date, diffs_location, tombstones, sink_factory)
+
+        def record(result: FileResult, worker: int) -> None:
+            _record(summary, result, log, worker=worker)
+
+        def add_failed(n: int) -> None:
+            summary.failed += n
+
+        parallel.publish_files(
+            todo, min(workers, len(todo)), worker_publisher, record, add_failed, log, topic
+        )
+    elif todo:
         sink = sink_factory()
         try:
             partitions = sink.check_topic()
             log.info("connected", extra={"topic": topic, "partitions": partitions})
             for data_file in todo:
-                _publish_file(sink, run_date, data_file, diffs_location, tombstones, summary, log)
+                result = _publish_file(
+                    sink, run_date, data_file, diffs_location, tombstones, summary
+                )
+                _record(summary, result, log)
         finally:
             sink.close()
     if summary.files_skipped == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -309,11 +310,16 @@ class FakeProducer:
     """Stands in for confluent_kafka.Producer: reports the n-th message's delivery as failed."""
 
     def __init__(
-        self, conf: dict[str, Any], fail_at: int | None = None, refuse: bool = False
+        self,
+        conf: dict[str, Any],
+        fail_at: int | None = None,
+        refuse: bool = False,
+        die_at: int | None = None,
     ) -> None:
         self.conf = conf
         self.fail_at = fail_at
         self.refuse = refuse
+        self.die_at = die_at  # the process exits there (a worker killed mid-file)
         self.produced: list[tuple[Any, Any, Any]] = []
         self.pending: list[int] = []
 
@@ -328,6 +334,8 @@ class FakeProducer:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         self.produced.append((key, value, headers))
         self.pending.append(len(self.produced))
+        if len(self.produced) == self.die_at:
+            os._exit(3)
 
     def poll(self, timeout: float = 0) -> int:
         return self._serve()
@@ -349,7 +357,7 @@ class FakeProducer:
 
 
 def _fake_run(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, **fake: Any
+    tmp_path, monkeypatch: pytest.MonkeyPatch, workers: int = 1, **fake: Any
 ) -> tuple[int, list[FakeProducer]]:
     from kafka_publisher import publisher
 
@@ -369,6 +377,7 @@ def _fake_run(
         "RUN_DATE": D1,
         "KAFKA_BOOTSTRAP_SERVERS": "x:1",
         "KAFKA_TOPIC": "t",
+        "PUBLISH_WORKERS": str(workers),
     }
     with mock.patch.dict(os.environ, env, clear=True):
         return main([]), made
@@ -401,3 +410,169 @@ def test_a_message_refused_by_the_producer_is_a_delivery_failure(
     code, _ = _fake_run(tmp_path, monkeypatch, refuse=True)
     assert code == EXIT_DELIVERY
     assert "part-00000.jsonl, line 1: the producer refused the message" in capsys.readouterr().out
+
+
+# --- PUBLISH_WORKERS > 1: files published by worker processes, each with its own producer ---
+
+
+def logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_two_workers_publish_every_event_once_in_file_order(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    diffs = day["DIFFS_LOCATION"]
+    manifest = write_day(diffs, D1, make_events(D1, 500), records_per_file=90)  # 6 files
+    env = {**day, "PUBLISH_WORKERS": "2", "PUBLISH_TOMBSTONES": "true"}
+    assert run(env) == EXIT_OK
+    out = logged(capsys)
+    published = [o for o in out if o.get("msg") == "file published"]
+    assert sorted(o["file"] for o in published) == [f.name for f in manifest.files]
+    assert {o["worker"] for o in published} == {1, 2}  # both workers published files
+    done = next(o for o in out if o.get("msg") == "done")
+    deletes = manifest.counts.d
+    assert done["events"] == 500 and done["tombstones"] == deletes and done["failed"] == 0
+    assert done["per_op"] == {"c": manifest.counts.c, "u": manifest.counts.u, "d": deletes}
+    assert next(o for o in out if o.get("msg") == "connected")["workers"] == 2
+
+    expected = {f.name: lines_of(diffs, D1, f.name) for f in manifest.files}
+    messages = consume(day, 500 + deletes)
+    assert len(messages) == 500 + deletes
+    values = [m.value() for m in messages if m.value() is not None]
+    assert sorted(values) == sorted(v for vs in expected.values() for v in vs)  # each once
+    by_partition: dict[int, list[Any]] = defaultdict(list)
+    for msg in messages:
+        by_partition[msg.partition()].append(msg)
+        headers = dict(msg.headers())
+        assert [h for h, _ in msg.headers()] == ["op", "run_date", "event_id", "source_file"]
+        if msg.value() is None:
+            continue
+        event = parse_event(msg.value())
+        assert msg.key() == kafka_key(event.key)
+        assert headers == {
+            "op": event.op.encode(),
+            "run_date": D1.encode(),
+            "event_id": event.event_id.encode(),
+            "source_file": headers["source_file"],
+        }
+        assert msg.value() in expected[headers["source_file"].decode()]
+    for msgs in by_partition.values():
+        # within each file, a partition sees the file's lines in order; a tombstone right
+        # after its delete
+        last_line: dict[str, int] = {}
+        for i, msg in enumerate(msgs):
+            source = dict(msg.headers())["source_file"].decode()
+            if msg.value() is None:
+                assert msgs[i - 1].key() == msg.key() and msgs[i - 1].value() is not None
+                assert dict(msgs[i - 1].headers())["op"] == b"d"
+                continue
+            line = expected[source].index(msg.value())
+            assert line > last_line.get(source, -1)
+            last_line[source] = line
+    cps = [checkpoints.load(diffs, D1, f.name) for f in manifest.files]
+    assert [c.sha256 if c else None for c in cps] == [f.sha256 for f in manifest.files]
+
+    # a rerun after success publishes nothing and does not contact Kafka
+    down = {**env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    assert run(down) == EXIT_OK
+    done = next(o for o in logged(capsys) if o.get("msg") == "done")
+    assert done["messages"] == 0 and done["files_skipped"] == len(manifest.files)
+    assert len(consume(day, 500 + deletes)) == 500 + deletes
+
+
+def test_two_workers_stop_at_a_bad_line_then_a_rerun_publishes_the_rest(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diffcore.manifest import Counts
+
+    diffs = day["DIFFS_LOCATION"]
+    events = make_events(D1, 200)
+    good_files = [
+        write_file(diffs, D1, layout.data_file_name(i), events[i * 50 : (i + 1) * 50])
+        for i in range(4)
+    ]
+    bad_line = '{"op":"u","key":{"id":51},"before":null,'
+    broken = events[50:52] + [bad_line] + events[53:100]  # line 3 of the second file
+    files = list(good_files)
+    files[1] = write_file(diffs, D1, layout.data_file_name(1), broken)
+    counts = Counts(c=67, u=67, d=66)
+    write_manifest(diffs, D1, files, counts)
+    env = {**day, "PUBLISH_WORKERS": "2"}
+    assert run(env) == EXIT_BAD_DATA
+    out = logged(capsys)
+    error = next(o for o in out if o.get("exit_code") == EXIT_BAD_DATA)
+    assert f"{D1}/part-00001.jsonl, line 3: malformed JSON" in error["msg"]
+    assert error["line"] == 3 and error["file"].endswith("part-00001.jsonl")
+    assert error["outcome"] == "bad_data"
+    done_first = set(checkpoint_names(day, D1))
+    assert "part-00001.jsonl.json" not in done_first  # the bad file has no checkpoint
+    assert "part-00000.jsonl.json" in done_first  # the other worker finished its file
+    first_run = consume_all(day["KAFKA_BOOTSTRAP_SERVERS"], day["KAFKA_TOPIC"], idle_timeout=1.0)
+    assert bad_line.encode() not in [m.value() for m in first_run]
+
+    # the diff is fixed (the file rewritten, a new manifest): the rerun publishes the rest
+    files[1] = write_file(diffs, D1, layout.data_file_name(1), events[50:100])
+    write_manifest(diffs, D1, files, counts)
+    assert run(env) == EXIT_OK
+    done = next(o for o in logged(capsys) if o.get("msg") == "done")
+    assert done["files_skipped"] == len(done_first)
+    assert done["files_published"] == 4 - len(done_first)
+    assert sorted(checkpoint_names(day, D1)) == [f"{f.name}.json" for f in files]
+    messages = consume(day, len(first_run) + 50 * (4 - len(done_first)))
+    per_file: dict[str, set[bytes]] = defaultdict(set)
+    for msg in messages:
+        per_file[dict(msg.headers())["source_file"].decode()].add(msg.value())
+    for f in files:  # every event of the day reached the topic
+        assert per_file[f.name] == set(lines_of(diffs, D1, f.name))
+    for name in done_first:  # files checkpointed by the first run were not published again
+        source = name.removesuffix(".json")
+        assert sum(1 for m in messages if dict(m.headers())["source_file"] == source.encode()) == 50
+
+
+def test_two_workers_broker_unreachable_is_a_delivery_failure(
+    day: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 30), records_per_file=10)
+    down = {
+        **day,
+        "PUBLISH_WORKERS": "2",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "KAFKA_PROP_MESSAGE_TIMEOUT_MS": "2000",
+    }
+    assert run(down) == EXIT_DELIVERY
+    error = next(o for o in logged(capsys) if o.get("exit_code") == EXIT_DELIVERY)
+    assert "cannot reach the Kafka brokers" in error["msg"]
+    assert error["outcome"] == "delivery_failed" and error["summary"]["files_published"] == 0
+    assert checkpoint_names(day, D1) == []
+
+
+def test_two_workers_a_failed_delivery_report_fails_the_run(tmp_path, monkeypatch, capsys) -> None:
+    write_day(str(tmp_path), D1, make_events(D1, 30), records_per_file=10)
+    # each worker has its own (forked, fake) producer: files 0 and 1 are messages 1-10 of each;
+    # file 2, on whichever worker is free first, holds that producer's 15th message
+    code, _ = _fake_run(tmp_path, monkeypatch, workers=2, fail_at=15)
+    assert code == EXIT_DELIVERY
+    out = capsys.readouterr().out
+    assert (
+        "part-00002.jsonl: 1 message(s) not acknowledged by Kafka (Local: Message timed out)" in out
+    )
+    names = [store.basename(p) for p in store.list_files(str(tmp_path / "_published" / D1))]
+    assert sorted(names) == ["part-00000.jsonl.json", "part-00001.jsonl.json"]
+    emf = next(json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"'))
+    assert emf["MessagesFailed"] == 1 and emf["outcome"] == "delivery_failed"
+    assert emf["exit_code"] == EXIT_DELIVERY
+
+
+def test_a_worker_that_dies_fails_the_run_naming_its_file(tmp_path, monkeypatch, capsys) -> None:
+    write_day(str(tmp_path), D1, make_events(D1, 20), records_per_file=10)
+    code, _ = _fake_run(tmp_path, monkeypatch, workers=2, die_at=5)  # in each worker
+    assert code == 1
+    error = next(o for o in logged(capsys) if o.get("exit_code") == 1)
+    assert error["msg"] == "unexpected error"
+    assert re.fullmatch(
+        r"WorkerCrashed: worker [12] died \(exit code 3\) while publishing "
+        r"part-0000[01]\.jsonl; the file is not recorded as published",
+        error["error"],
+    )
+    assert not (tmp_path / "_published").exists()

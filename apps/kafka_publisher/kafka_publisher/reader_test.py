@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from diffcore import layout, store
-from diffcore.events import event_line, kafka_key
+from diffcore.events import EVENT_FIELDS, InvalidEvent, event_line, kafka_key
 from diffcore.manifest import DataFile
 from kafka_publisher import reader
 from kafka_publisher.errors import BadData, NotReady
@@ -193,3 +193,55 @@ def test_memory_is_bounded_whatever_the_file_size(tmp_path) -> None:
         tracemalloc.stop()
     assert count == n and stats.value_bytes > 20_000_000
     assert peak < 8 * 1024 * 1024, peak
+
+
+def _lines_for_agreement() -> list[bytes]:
+    good = json.loads(make_events(D, 3)[1])
+    variants: list[object] = [
+        good,
+        {**good, "extra": 1},  # extra fields are allowed
+        {**good, "op": ["c"]},  # unhashable op
+        {**good, "op": None},
+        {**good, "key": []},
+        {**good, "key": {"a": 1.5, "b": [1]}},  # not a simple key: the reference path
+        {**good, "event_id": 7},
+        {**good, "event_id": "A" * 64},  # the cheap check is the length only
+        {**good, "run_date": None},
+        [good],
+        "text",
+        17,
+        None,
+    ]
+    variants += [{k: v for k, v in good.items() if k != name} for name in EVENT_FIELDS]
+    out = [json.dumps(v).encode() for v in variants]
+    out += [b"", b"  ", b"{", b'{"op":"c"', b"\xff", json.dumps(good).encode() + b" x"]
+    return out
+
+
+def _outcome(parse, raw: bytes) -> object:
+    try:
+        return parse(raw)
+    except (InvalidEvent, BadData) as exc:
+        return type(exc).__name__, str(exc)
+
+
+def test_the_inlined_publishing_checks_agree_with_parse_line(tmp_path) -> None:
+    """`read_events` inlines `parse_line`'s checks: same events, same refusals, every field."""
+    for raw in _lines_for_agreement():
+        expected = _outcome(lambda r: reader.parse_line(r, D), raw)
+        data_file = _file(tmp_path, "part-00000.jsonl", raw + b"\n", 0 if expected is None else 1)
+
+        def via_reader(r: bytes, data_file: DataFile = data_file) -> object:
+            events = _read(tmp_path, data_file)[1]
+            return None if not events else (events[0].op, events[0].key, events[0].event_id)
+
+        got = _outcome(via_reader, raw)
+        if isinstance(expected, tuple) and expected[0] == "InvalidEvent":
+            assert got[0] == "BadData", raw  # type: ignore[index]
+            assert f"part-00000.jsonl, line 1: {expected[1]}: " in got[1], raw  # type: ignore[index]
+        else:
+            assert got == expected, raw
+    for name in EVENT_FIELDS:  # a line missing any contract field is refused by both
+        line = json.dumps({k: v for k, v in GOOD.items() if k != name}).encode()
+        with pytest.raises(InvalidEvent, match=f"missing field '{name}'"):
+            reader.parse_line(line, D)

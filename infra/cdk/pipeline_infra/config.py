@@ -64,6 +64,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     2048: tuple(range(4096, 16385, 1024)),
     4096: tuple(range(8192, 30721, 1024)),
 }
+# The publisher's PUBLISH_WORKERS range (kafka_publisher.config.MAX_WORKERS).
+MAX_PUBLISHER_WORKERS = 64
 # Longest region name (ap-southeast-3, ap-northeast-1, ...) and account id, for default bucket names.
 _MAX_REGION_LEN = 14
 _ACCOUNT_LEN = 12
@@ -152,6 +154,7 @@ class PipelineConfig:
     publisher_pex_path: str = "dist/apps.kafka_publisher/kafka_publisher.pex"
     publisher_cpu: int = 512
     publisher_memory_mib: int = 1024
+    publisher_workers: int = 1  # PUBLISH_WORKERS: processes publishing files side by side
     cluster_name: str = ""
     # Network
     vpc_id: str = ""
@@ -389,6 +392,11 @@ class PipelineConfig:
             err.append(
                 f"publisher_memory_mib={self.publisher_memory_mib} is not valid with "
                 f"publisher_cpu={self.publisher_cpu}"
+            )
+        if not 1 <= self.publisher_workers <= MAX_PUBLISHER_WORKERS:
+            err.append(
+                f"publisher_workers={self.publisher_workers}: from 1 to {MAX_PUBLISHER_WORKERS} "
+                "(the publisher's PUBLISH_WORKERS; about one per vCPU of publisher_cpu)"
             )
         if self.cluster_name and not re.match(r"^[A-Za-z0-9_-]{1,255}$", self.cluster_name):
             err.append(f"cluster_name={self.cluster_name!r}: letters, digits, '-', '_'")

@@ -99,6 +99,8 @@ def test_cdk_own_context_keys_are_ignored() -> None:
         ({"alarm_email": "oncall"}, "an e-mail address"),
         ({"log_retention_days": 31}, "log_retention_days=31"),
         ({"publisher_cpu": "lots"}, "context publisher_cpu='lots'"),
+        ({"publisher_workers": 0}, "publisher_workers=0: from 1 to 64"),
+        ({"publisher_workers": "65"}, "publisher_workers=65"),
         ({"import_before_bucket": "maybe"}, "expected true or false"),
         ({"name_prefix": "Diffs_Pipeline"}, "name_prefix='Diffs_Pipeline'"),
     ],

@@ -179,6 +179,7 @@ class PublishStage(Construct):
                 "KAFKA_SECURITY_PROTOCOL": config.kafka_security_protocol,
                 "KAFKA_SASL_MECHANISM": config.kafka_sasl_mechanism,
                 "TIMEZONE": config.timezone,
+                "PUBLISH_WORKERS": str(config.publisher_workers),
             },
             secrets=(
                 {

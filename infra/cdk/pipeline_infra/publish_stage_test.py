@@ -23,6 +23,7 @@ ENV_NAMES = {
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",
     "TIMEZONE",
+    "PUBLISH_WORKERS",
 }
 DIFFS_ARN = "arn:${AWS::Partition}:s3:::diffs-pipeline-diffs-${AWS::AccountId}-${AWS::Region}"
 
@@ -66,6 +67,7 @@ def test_environment_names_and_values(synth: Synth) -> None:
     assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert env["TIMEZONE"] == "UTC"
+    assert env["PUBLISH_WORKERS"] == "1"  # publisher_workers: files one after the other
 
 
 def test_credentials_are_ecs_secrets_never_environment(synth: Synth) -> None:
@@ -145,6 +147,10 @@ def test_imported_secret_image_and_cluster() -> None:
     assert env["KAFKA_TOPIC"] == "customers.diffs"
     assert env["TIMEZONE"] == "America/Sao_Paulo"
     assert render(env["DIFFS_LOCATION"]) == "s3://acme-diffs"
+    # publisher_workers=2 on a 2 vCPU task: two publishing processes, one producer each
+    assert env["PUBLISH_WORKERS"] == "2"
+    task = variant.one("AWS::ECS::TaskDefinition")[1]["Properties"]
+    assert (task["Cpu"], task["Memory"]) == ("2048", "4096")
     schedule = variant.raw["Resources"][variant.logical_id(variant.stack.publish.schedule)]
     assert "cluster/shared-batch" in render(schedule["Properties"]["Target"]["Arn"])
 

@@ -180,6 +180,9 @@ IMPORTS_CONTEXT: dict[str, Any] = {
     "kafka_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka/diffs-AbCdEf",
     "publisher_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/diffs/publisher:1.2.3",
     "cluster_name": "shared-batch",
+    "publisher_cpu": "2048",
+    "publisher_memory_mib": "4096",
+    "publisher_workers": "2",
     "alarm_email": "data-oncall@example.com",
     "queue_name": "acme-diffs-events",
 }
