@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diffcore import jsonvalue, layout
+from diffcore import manifest as mf
 from diffcore.engines import spark_engine as se
 from diffcore.errors import DiffError
 from diffcore.spec import OutputOptions, RunSpec
@@ -433,3 +434,50 @@ def test_spark_equals_polars_on_random_nested_records(spark, tmp_path_factory, p
             [(Path(f.path).name, f.records) for f in m.before.files + m.after.files],
         )
     assert results["spark"] == results["polars"]
+
+
+def _reference_drift(before: list[str], after: list[str]) -> mf.SchemaDrift:
+    """Schema drift by definition: every record of each side parsed (`jsonvalue.leaf_types`)."""
+    sides = []
+    for lines in (before, after):
+        types: dict[str, set[str]] = {}
+        for line in lines:
+            for path, kind in jsonvalue.leaf_types(jsonvalue.loads(line)).items():
+                types.setdefault(path, set()).add(kind)
+        sides.append(types)
+    return mf.schema_drift(*sides)
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        # p: number in the unchanged records; the update makes it a string -> number|string,
+        # not number -> string (the unchanged records' types are found by the search job).
+        (
+            ['{"id":1,"p":1}', '{"id":2,"p":2}', '{"id":3,"p":3}'],
+            ['{"id":1,"p":1}', '{"id":2,"p":2}', '{"id":3,"p":"x"}'],
+        ),
+        # q exists only in unchanged records and in a deleted one: not removed.
+        (
+            ['{"id":1,"q":true}', '{"id":2}', '{"id":3,"q":false}'],
+            ['{"id":1,"q":true}', '{"id":2,"r":[1]}'],
+        ),
+        # an inserted record brings a type the unchanged records already have (escaped name).
+        (
+            ['{"id":1,"n":{"\\u0061":"s"}}', '{"id":2,"n":{"a":1}}'],
+            ['{"id":1,"n":{"\\u0061":"s"}}', '{"id":2,"n":{"a":1}}', '{"id":3,"n":{"a":"t"}}'],
+        ),
+        # a type only in the after side's unchanged records... is in the before side's too.
+        (
+            ['{"id":1,"v":[1]}', '{"id":2,"v":1}'],
+            ['{"id":1,"v":[1]}', '{"id":2,"v":[2]}'],
+        ),
+    ],
+)
+def test_schema_drift_counts_the_unchanged_records_it_does_not_parse(
+    spark, tmp_path: Path, before: list[str], after: list[str]
+) -> None:
+    _write(tmp_path / "before" / "b.jsonl", before)
+    _write(tmp_path / "after" / "a.jsonl", after)
+    result = se.SparkEngine(spark).run(_spec(tmp_path))
+    assert result.manifest.schema_drift == _reference_drift(before, after)
