@@ -154,3 +154,32 @@ def test_changed_paths_fast_is_changed_paths(before, after, ignored) -> None:
     want = jv.changed_paths(before, after, ignored)
     assert jv.changed_paths_fast(before, after, tuple(ignored)) == want
     assert jv.changed_paths_fast(before, before, tuple(ignored)) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=_fast_records)
+def test_changed_paths_fast_on_copies(record) -> None:
+    # Arrays equal as text take the shortcut (`_same_json_text`): a copy must still agree with
+    # the reference (no change).
+    copy = json.loads(json.dumps(record))
+    assert jv.changed_paths_fast(record, copy) == jv.changed_paths(record, copy) == []
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([float("inf")], [None]),  # orjson writes both as [null]
+        ([1, 2], [1, 2]),
+        ([1], [1.0]),
+        ([True], [1]),
+        ([2**70], [2**70]),  # orjson cannot write it
+        ([2**70], [2**70 + 1]),
+        ([{"a": None}], [{}]),
+        ([{"a": 1, "b": 2}], [{"b": 2, "a": 1}]),
+        (["null"], ["null"]),
+        ([[]], [[None]]),
+    ],
+)
+def test_changed_paths_fast_arrays(x: list, y: list) -> None:
+    a, b = {"id": 1, "v": x}, {"id": 1, "v": y}
+    assert jv.changed_paths_fast(a, b) == jv.changed_paths(a, b)

@@ -4,25 +4,30 @@ How it is fast: it does not parse every record. Most records of a daily snapshot
 and an unchanged record is usually byte-for-byte the same line on both days, so:
 
 1. Lines are read as raw text, one String column (`pl.read_csv` with a separator byte that
-   cannot occur in valid JSON text, no quoting): multi-threaded, no JSON parsing.
-2. The key is cut out of the raw line with an anchored regex over the top-level object
-   (members before the key may be any scalars; dotted keys descend into nested objects), and
-   kept as its JSON token: `"1"` and `1` stay different keys. The fast path accepts only tokens
-   whose text is already canonical JSON (integers, strings without escapes, booleans) and only
-   when the member name occurs once in the line (so duplicated members cannot fool it). Every
-   other line (a key after a nested object, floats, escapes, a missing or null key, blank or
-   odd lines) goes through the exact path: `orjson`/`jsonvalue` parse, `jsonvalue.get_path`,
-   `jsonvalue.canonical_json`.
+   cannot occur in valid JSON text, no quoting): multi-threaded, no JSON parsing. A file that
+   holds the separator byte anyway is read line by line (`read_csv` fails on it, or its lines
+   do not add up to the file's size).
+2. The key is cut out of the raw line with an anchored regex over the top-level object (the
+   cheap one when each step of the key is its object's first member; else members before the
+   key may be any scalars; dotted keys descend into nested objects), and kept as its JSON
+   token: `"1"` and `1` stay different keys. The fast path accepts only tokens whose text is
+   already canonical JSON (integers, strings without escapes, booleans) and only when the
+   member name occurs once in the line (so duplicated members cannot fool it; a line written
+   compactly with the key first is checked with one literal search past the key) and is not
+   spelled with escapes. Every other line (a key after a nested object, floats, escapes, a
+   missing or null key, blank or odd lines) goes through the exact path: `orjson`/`jsonvalue`
+   parse, `jsonvalue.get_path`, `jsonvalue.canonical_json`.
 3. Before and after are joined on the key (row numbers only, no strings move), and the two
    lines of each pair compared as bytes: equal bytes mean an unchanged record, no parse.
 4. Only the records whose bytes differ, and the inserts and deletes, are parsed (orjson, or
-   `jsonvalue.loads` for integers beyond 64 bits); `jsonvalue.changed_paths` then says `u` or
+   `jsonvalue.loads` for integers beyond 64 bits); `jsonvalue.changed_from_leaves` then says `u` or
    "semantically equal" (member order, `1` vs `1.0`, nulls).
-5. Every line is still checked to be valid JSON: the before files in one multi-threaded pass
-   (`pl.read_ndjson` with a one-column schema, which parses every line fully); after lines equal
-   to their before line are valid by that check; every other after line is parsed in step 4.
-   When the fast check rejects a file, its lines are checked one by one to name the first bad
-   line (or to quarantine them all).
+5. Every line is still checked to be valid JSON: the before lines in the same multi-threaded
+   pass that cuts their keys (`VALID_RECORD_REGEX`, a lazy DFA over the bytes; the lines it
+   does not vouch for are parsed exactly); after lines equal to their before line are valid by
+   that check; the other after lines (inserts and the after side of the byte-different pairs)
+   by the same regex, before any event is written, so a failing run writes no data file.
+   Bad lines fail the run with their file and line, or are quarantined.
 6. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact without parsing the
    unchanged lines: an unchanged pair contributes the same leaf types to both snapshots, so a
    drift can only come from the parsed records. For each (path, type) seen on one side only,
@@ -30,6 +35,14 @@ and an unchanged record is usually byte-for-byte the same line on both days, so:
    value of that type; lines with `\\u`/`\\/` escapes always pass) picks the few lines to parse,
    and the search stops at the first confirmation.
 7. Events are written in key order, payloads spliced as read (`events.event_line`).
+
+How the two cores are kept busy (large inputs): worker processes, forked at the start while
+this process is small, parse the byte-different pairs (sorted by key, in 16 jobs) and then the
+inserts and deletes for their leaf types, while this process formats the inserts and deletes;
+each job's updates then go out with the inserts and deletes whose keys sort before the job's
+last key, handed to a writer thread (hashing and writing release the GIL; partitioned mode
+keeps them in a spill file instead). In memory, the before side's duplicate check runs in a
+thread while the after side is read.
 
 Snapshots larger than `memory_budget` bytes (together) are hash-partitioned by key into spill
 files first (one streaming pass per side), then diffed partition by partition, so the peak
@@ -138,12 +151,6 @@ def _display_key(token: str, key: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Regexes over raw lines (Rust regex syntax)
 
-_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
-
-
-def _rx_escape(text: str) -> str:
-    return "".join("\\" + c if c in _REGEX_META else c for c in text)
-
 
 _STR = r'"(?:[^"\\]|\\.)*"'
 _SCALAR = rf"(?:{_STR}|-?[0-9][0-9.eE+\-]*|true|false|null)"
@@ -158,7 +165,7 @@ def key_regex(path: str) -> str:
     steps = path.split(".")
     rx = r"^\s*\{"
     for i, step in enumerate(steps):
-        name = _rx_escape(jsonvalue.compact_json(step))
+        name = jsonvalue.regex_escape(jsonvalue.compact_json(step))
         rx += rf"{_SKIP}\s*{name}\s*:\s*"
         if i < len(steps) - 1:
             rx += r"\{"
@@ -169,7 +176,7 @@ def _first_member_regex(path: str) -> str:
     """The common case, cheaper to match: each step of the key is its object's first member."""
     rx = r"^\s*"
     for step in path.split("."):
-        rx += r"\{\s*" + _rx_escape(jsonvalue.compact_json(step)) + r"\s*:\s*"
+        rx += r"\{\s*" + jsonvalue.regex_escape(jsonvalue.compact_json(step)) + r"\s*:\s*"
     return rx + _TOKEN + r"\s*[,}]"
 
 
@@ -208,7 +215,7 @@ def _escaped_names_regex(names: Sequence[str]) -> tuple[str, str]:
         code = ord(ch) if ord(ch) < 0x10000 else 0xD800 + ((ord(ch) - 0x10000) >> 10)
         spellings.add("\\\\u" + "".join(f"[{d.lower()}{d.upper()}]" for d in f"{code:04x}"))
         if ch in _SHORT_ESCAPES:
-            spellings.add(_rx_escape(_SHORT_ESCAPES[ch]))
+            spellings.add(jsonvalue.regex_escape(_SHORT_ESCAPES[ch]))
             literal = "\\"
     return literal, "|".join(sorted(spellings))
 
@@ -310,9 +317,6 @@ def _json_value_regex(depth: int) -> str:
 VALID_RECORD_REGEX = rf"^{_WS}{_members(_json_value_regex(_VALID_DEPTH - 1))}{_WS}$"
 
 
-_TYPE_START = {"string": '"', "number": r"[\-0-9]", "boolean": "[tf]", "array": r"\["}
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading one snapshot
 
@@ -356,6 +360,19 @@ def _contains_byte(path: str, byte: bytes) -> bool:
                 return mm.find(byte) != -1
         except ValueError:  # empty file
             return False
+
+
+def _every_byte_read(df: pl.DataFrame, path: str) -> bool:
+    """Whether the lines of `df` (one per row, a newline after each but maybe the last) add up
+    to the size of the file exactly (cheap: string lengths are stored)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return df.height == 0
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        newline_at_end = f.read(1) == b"\n"
+    counted = (df[_LINE].str.len_bytes().sum() or 0) + df.height
+    return counted == size + (0 if newline_at_end else 1)
 
 
 def _empty_rows() -> pl.DataFrame:
@@ -537,28 +554,51 @@ class _Run:
                 writer.add_bad_record(bad)
 
     def _execute_in_memory(self, writer: RunWriter, files: dict[str, list[str]], pool: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         spec = self.spec
-        for side in ("before", "after"):
-            t = _clock()
-            self.sides[side] = self._load_side(side, spec.location(side), files[side])
-            self._timed(f"read_{side}", t)
-        before, after = self.sides["before"], self.sides["after"]
-        # Record errors of the before side were found while loading; duplicates next.
         t = _clock()
-        self._check_duplicates(before)
+        before = self.sides["before"] = self._load_side(
+            "before", spec.location("before"), files["before"]
+        )
+        self._timed("read_before", t)
+        # The before side's duplicate check (single-threaded) runs while the after side is
+        # read; its error, if any, is raised after the after side's record errors, as if run
+        # in turn.
+        thread = ThreadPoolExecutor(1)
+        before_duplicates = thread.submit(self._check_duplicates, before)
+        thread.shutdown(wait=False)
+        t = _clock()
+        after = self.sides["after"] = self._load_side(
+            "after", spec.location("after"), files["after"]
+        )
+        self._timed("read_after", t)
+        t = _clock()
+        before_duplicates.result()
         self._check_duplicates(after)
         self._timed("duplicates", t)
         for data in (before, after):
             self._check_empty(data, data.frame.height)
         t = _clock()
-        events, identical_rb = self._diff(before, after, pool, after_validated=False)
+
+        def write(lines: pl.DataFrame) -> None:
+            t = _clock()
+            self._write_events(writer, lines)
+            self._timed("write", t)
+
+        # The events are written as the diff goes, in a thread: making a block's bytes,
+        # hashing and writing them release the GIL, so this thread formats the next block.
+        background = _BackgroundWriter(write)
+        try:
+            identical_rb = self._diff(before, after, background.put, pool, after_validated=False)
+        except BaseException:
+            background.close(reraise=False)
+            raise
+        background.close()
         self._timed("diff", t)
         t = _clock()
         self.drift = self._schema_drift(iter([before.frame[_LINE].gather(identical_rb)]))
         self._timed("drift", t)
-        t = _clock()
-        self._write_events(writer, events)
-        self._timed("write", t)
 
     def _write_events(self, writer: RunWriter, events: pl.DataFrame) -> None:
         """Write event lines (a frame with a `line` column) to the data files."""
@@ -604,8 +644,11 @@ class _Run:
             ap = self._partition_side(after, spill, p)
             self._check_duplicates(bp)
             self._check_duplicates(ap)
-            events, identical_rb = self._diff(bp, ap, pool, after_validated=True)
+            blocks: list[pl.DataFrame] = []
+            identical_rb = self._diff(bp, ap, blocks.append, pool, after_validated=True)
             identical.append(identical_rb)
+            events = pl.concat(blocks) if blocks else pl.DataFrame()
+            del blocks
             if events.height:
                 path = os.path.join(spill, f"events-{p:05d}.arrow")
                 events.write_ipc(path, compression="uncompressed")
@@ -832,24 +875,27 @@ class _Run:
         fmt = sources.sniff_format(head)
         pre_bad: list[tuple[int, str, str]] = []
         if fmt == "ndjson" and not head.startswith(b"\xef\xbb\xbf"):
-            # A file holding the separator byte is read line by line. The check (one pass over
-            # the file) runs in a thread while `read_csv` (which releases the GIL) reads.
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(1) as checker:
-                has_sep = checker.submit(_contains_byte, local, _SEP.encode())
-                error: Exception | None = None
-                try:
-                    t = _clock()
-                    df = _read_csv_lines(local)
-                    self._timed("read_csv", t)
-                except pl.exceptions.PolarsError as exc:
-                    df, error = None, exc
-                if has_sep.result():
-                    df = None  # the separator occurs (not valid JSON text): line by line
-                elif error is not None and not isinstance(error, pl.exceptions.ComputeError):
-                    raise error
-                # (a ComputeError: invalid UTF-8 somewhere: read line by line)
+            # A file holding the separator byte is read line by line. `read_csv` fails on most
+            # such files, but drops a trailing field of the last line silently: when the lines
+            # read do not account for every byte of the file, the file is searched for it.
+            t = _clock()
+            df: pl.DataFrame | None
+            try:
+                df = _read_csv_lines(local)
+            except pl.exceptions.PolarsError as exc:
+                # a ComputeError: invalid UTF-8 or the separator somewhere: line by line
+                if not isinstance(exc, pl.exceptions.ComputeError) and not _contains_byte(
+                    local, _SEP.encode()
+                ):
+                    raise
+                df = None
+            if (
+                df is not None
+                and not _every_byte_read(df, local)
+                and _contains_byte(local, _SEP.encode())
+            ):
+                df = None
+            self._timed("read_csv", t)
             if df is not None:
                 df = (
                     df.with_row_index(_LINENO, offset=1)
@@ -951,17 +997,10 @@ class _Run:
                 fixed_idx.append(r)
                 fixed_keys.append(token)
         if fixed_idx:
-            fix = pl.DataFrame(
-                {
-                    "_r": pl.Series(fixed_idx, dtype=pl.UInt32),
-                    "_k": pl.Series(fixed_keys, dtype=pl.String),
-                }
-            )
-            rows = (
-                rows.with_row_index("_r")
-                .join(fix, on="_r", how="left")
-                .with_columns(pl.coalesce("_k", _KEY).alias(_KEY))
-                .drop("_r", "_k")
+            rows = rows.with_columns(
+                rows[_KEY].scatter(
+                    pl.Series(fixed_idx, dtype=pl.UInt32), pl.Series(fixed_keys, dtype=pl.String)
+                )
             )
         if drop:
             drop_s = pl.Series(drop, dtype=pl.UInt32)
@@ -1044,13 +1083,23 @@ class _Run:
     # The diff
 
     def _diff(
-        self, before: _SideData, after: _SideData, pool: Any = None, after_validated: bool = False
-    ) -> tuple[pl.DataFrame, pl.Series]:
-        """Join, classify and compare; returns the event lines (k, line) in key order and the
-        before rows that are byte-identical to their after row (for schema drift).
+        self,
+        before: _SideData,
+        after: _SideData,
+        emit: Callable[[pl.DataFrame], None],
+        pool: Any = None,
+        after_validated: bool = False,
+    ) -> pl.Series:
+        """Join, classify and compare; hands the event lines (k, line) to `emit` in key order,
+        block after block, and returns the before rows that are byte-identical to their after
+        row (for schema drift).
 
-        The byte-different pairs are parsed by the worker processes while this process checks
-        the inserts, collects leaf types and formats the inserts and deletes."""
+        Every after line is known to be a valid record before the first block (a failing run
+        writes no data file). The byte-different pairs, sorted by key, are parsed by the worker
+        processes chunk by chunk while this process formats the inserts and deletes; then each
+        chunk's updates go out with the inserts and deletes whose keys sort before the chunk's
+        last key, so that writing overlaps parsing. The leaf types of the inserts and deletes
+        are collected meanwhile (`_start_types`)."""
         spec = self.spec
         bf, af = before.frame, after.frame
         t = _clock()
@@ -1062,7 +1111,7 @@ class _Run:
         self._timed("compare_bytes", t)
         identical_rb = matched["rb"].filter(same)
         self.counts["unchanged"] += identical_rb.len()
-        cand = matched.filter(~same)
+        cand = matched.filter(~same).sort(_KEY)
         ins = joined.filter(pl.col("rb").is_null()).select(_KEY, "ra")
         dels = joined.filter(pl.col("ra").is_null()).select(_KEY, "rb")
         del joined, matched, same
@@ -1070,37 +1119,23 @@ class _Run:
 
         # 1. Byte-different pairs: parse both, compare leaf by leaf (in the workers, meanwhile).
         t = _clock()
-        pending = start_pairs(  # as bytes: cheaper to make, to send and for orjson to read
-            bf[_LINE].gather(cand["rb"]).cast(pl.Binary).to_list(),
-            af[_LINE].gather(cand["ra"]).cast(pl.Binary).to_list(),
-            spec.ignore,
-            pool,
+        chunks = iter_pairs(
+            bf[_LINE].gather(cand["rb"]), af[_LINE].gather(cand["ra"]), spec.ignore, pool
         )
         self._timed("parse", t)
-        # 2. Inserts were never checked (see the module doc): the validity regex, then the
-        #    exact parser for the lines it does not vouch for.
+        # 2. After lines never checked (see the module doc): inserts and byte-different pairs.
+        #    A pair whose after record is bad (quarantined) is a delete: the record left.
         t = _clock()
-        after_errors: list[tuple[int, int, _Bad, str]] = []
+        bad_pairs = None
         if not after_validated:
-            bad_ins = [False] * ins.height
-            for i, error_class, message in check_records(af[_LINE].gather(ins["ra"])):
-                bad_ins[i] = True
-                ra = ins["ra"][i]
-                after_errors.append(
-                    (
-                        af[_FILE][ra],
-                        af[_LINENO][ra],
-                        _Bad(ErrorClass(error_class), message),
-                        af[_LINE][ra],
-                    )
-                )
-            if after_errors:
-                ins = ins.filter(~pl.Series(bad_ins, dtype=pl.Boolean))
-        # 3. Leaf types of the inserts and deletes (one parse per distinct skeleton).
-        types_b = skeleton_types(bf[_LINE].gather(dels["rb"]))
-        types_a = skeleton_types(af[_LINE].gather(ins["ra"]))
-        self._timed("types", t)
-        # 4. Inserts and deletes as event lines.
+            ins, bad_pairs = self._check_after(after, ins, cand)
+        gone = cand.clear() if bad_pairs is None else cand.filter(bad_pairs)
+        self._timed("validate_after", t)
+        # 3. Leaf types of the inserts and deletes, meanwhile: in the workers after the pairs
+        #    (they are otherwise idle then), or in a thread (one parse per distinct skeleton).
+        types_b = _start_types(bf[_LINE].gather(pl.concat([dels["rb"], gone["rb"]])), pool)
+        types_a = _start_types(af[_LINE].gather(ins["ra"]), pool)
+        # 4. Inserts and deletes as event lines, in key order.
         t = _clock()
         null = pl.lit(None, dtype=pl.String)
         parts = []
@@ -1114,82 +1149,124 @@ class _Run:
                     spec.run_date,
                 )
             )
-        if dels.height:
-            parts.append(_delete_events(dels, bf, spec))
+        for rows in (dels, gone):
+            if rows.height:
+                parts.append(_delete_events(rows, bf, spec))
         self.counts["c"] += ins.height
-        self.counts["d"] += dels.height
-        self._timed("format", t)
-
-        # 5. The pairs' results: updates, semantically equal pairs, bad after records.
-        t = _clock()
-        work = pending.result()
-        self._timed("parse", t)
-        self.engine._tick("diff", 1, 2)
-        t = _clock()
-        status = []  # per cand row: "u", "=", or "x" (after record bad)
-        changed_json: list[str | None] = []
-        for i, res in enumerate(work.pairs):
-            if res[0] == "bad":
-                status.append("x")
-                changed_json.append(None)
-                ra = cand["ra"][i]
-                after_errors.append(
-                    (
-                        af[_FILE][ra],
-                        af[_LINENO][ra],
-                        _Bad(ErrorClass(res[1]), res[2]),
-                        af[_LINE][ra],
-                    )
-                )
-            elif res[0] == "u":
-                status.append("u")
-                changed_json.append(res[1])
-            else:
-                status.append("=")
-                changed_json.append(None)
-        self.field_counts.update(work.field_counts)
-        if after_errors:
-            after_errors.sort(key=lambda e: (e[0], e[1]))
-            for fi, ln, bad, text in after_errors:
-                self._bad(after, bad.error_class, bad.message, fi, ln, text)
-            self._check_empty_after_quarantine(after, len(after_errors))
-        cand = cand.with_columns(
-            pl.Series("st", status, dtype=pl.String), pl.Series("ch", changed_json, dtype=pl.String)
-        )
-        self.counts["unchanged"] += int((cand["st"] == "=").sum())
-        updates = cand.filter(pl.col("st") == "u")
-        self.counts["u"] += updates.height
-        if updates.height:
-            parts.append(
-                format_events(
-                    pl.DataFrame(
-                        {
-                            _KEY: updates[_KEY],
-                            "op": pl.Series(["u"] * updates.height, dtype=pl.String),
-                            "b": bf[_LINE].gather(updates["rb"]),
-                            "a": af[_LINE].gather(updates["ra"]),
-                            "ch": updates["ch"],
-                        }
-                    ),
-                    spec.key,
-                    spec.run_date,
-                )
-            )
-        # A pair whose after record is bad (quarantined) is a delete: the record left the snapshot.
-        gone = cand.filter(pl.col("st") == "x")
-        if gone.height:
-            self.counts["d"] += gone.height
-            parts.append(_delete_events(gone, bf, spec))
-        self._types["before"] = _merge_types(self._types["before"], work.types_before, types_b)
-        self._types["after"] = _merge_types(self._types["after"], work.types_after, types_a)
-        lines = (
+        self.counts["d"] += dels.height + gone.height
+        others = (
             pl.concat(parts).sort(_KEY)
             if parts
             else pl.DataFrame({_KEY: [], _LINE: []}, schema={_KEY: pl.String, _LINE: pl.String})
         )
+        del parts
         self._timed("format", t)
+        self.engine._tick("diff", 1, 2)
+
+        # 5. Chunk by chunk: updates (semantically equal pairs count as unchanged), merged with
+        #    the inserts and deletes up to the chunk's last key.
+        sig_b: set = set()
+        sig_a: set = set()
+        done = 0  # rows of `others` handed out
+        while True:
+            t = _clock()
+            item = next(chunks, None)
+            self._timed("parse", t)
+            if item is None:
+                break
+            lo, hi, (pairs, sb, sa, field_counts) = item
+            t = _clock()
+            sig_b |= sb
+            sig_a |= sa
+            self.field_counts.update(field_counts)
+            changed_json: list[str | None] = []
+            for i, res in enumerate(pairs, lo):
+                if res[0] == "u":
+                    changed_json.append(res[1])
+                elif res[0] == "=":
+                    changed_json.append(None)
+                elif bad_pairs is not None and bad_pairs[i]:  # `gone` (step 2)
+                    changed_json.append(None)
+                else:  # every after line was checked in step 2
+                    raise RuntimeError(f"after record failed to parse after its check: {res}")
+            chunk = cand.slice(lo, hi - lo).with_columns(
+                pl.Series("ch", changed_json, dtype=pl.String)
+            )
+            if bad_pairs is not None:
+                chunk = chunk.filter(~bad_pairs.slice(lo, hi - lo))
+            updates = chunk.filter(pl.col("ch").is_not_null())
+            self.counts["u"] += updates.height
+            self.counts["unchanged"] += chunk.height - updates.height
+            end = (
+                others.height
+                if hi == cand.height
+                else others[_KEY].search_sorted(cand[_KEY][hi - 1], side="right")
+            )
+            block = [others.slice(done, end - done)]
+            done = end
+            if updates.height:
+                block.append(
+                    format_events(
+                        pl.DataFrame(
+                            {
+                                _KEY: updates[_KEY],
+                                "op": pl.Series(["u"] * updates.height, dtype=pl.String),
+                                "b": bf[_LINE].gather(updates["rb"]),
+                                "a": af[_LINE].gather(updates["ra"]),
+                                "ch": updates["ch"],
+                            }
+                        ),
+                        spec.key,
+                        spec.run_date,
+                    )
+                )
+            lines = pl.concat(block).sort(_KEY)
+            self._timed("format", t)
+            emit(lines)
+        if done < others.height:
+            emit(others.slice(done))
+        t = _clock()
+        self._types["before"] = _merge_types(
+            self._types["before"], _types_from_signatures(sig_b), types_b()
+        )
+        self._types["after"] = _merge_types(
+            self._types["after"], _types_from_signatures(sig_a), types_a()
+        )
+        self._timed("types", t)
         self.engine._tick("diff", 2, 2)
-        return lines, identical_rb
+        return identical_rb
+
+    def _check_after(
+        self, after: _SideData, ins: pl.DataFrame, cand: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.Series | None]:
+        """Check the after lines of the inserts and pairs (the validity regex, then the exact
+        parser for the lines it does not vouch for): bad records fail the run or are
+        quarantined. Returns the valid inserts and which pairs have a bad after record (None:
+        none)."""
+        af = after.frame
+        rows = pl.concat([ins["ra"], cand["ra"]])
+        errors = check_records(af[_LINE].gather(rows))
+        if not errors:
+            return ins, None
+        bad = [False] * rows.len()
+        after_errors: list[tuple[int, int, _Bad, str]] = []
+        for i, error_class, message in errors:
+            bad[i] = True
+            ra = rows[i]
+            after_errors.append(
+                (
+                    af[_FILE][ra],
+                    af[_LINENO][ra],
+                    _Bad(ErrorClass(error_class), message),
+                    af[_LINE][ra],
+                )
+            )
+        after_errors.sort(key=lambda e: (e[0], e[1]))
+        for fi, ln, b, text in after_errors:
+            self._bad(after, b.error_class, b.message, fi, ln, text)
+        self._check_empty_after_quarantine(after, len(after_errors))
+        mask = pl.Series(bad, dtype=pl.Boolean)
+        return ins.filter(~mask.slice(0, ins.height)), mask.slice(ins.height)
 
     def _check_empty_after_quarantine(self, after: _SideData, n_bad: int) -> None:
         if after.frame.height - n_bad <= 0 and "after" not in self.spec.allow_empty:
@@ -1223,6 +1300,43 @@ class _Run:
         return mf.schema_drift(before, after)
 
 
+class _BackgroundWriter:
+    """Calls `write(block)` for each block `put`, in order, in a thread; `close()` waits for
+    the last one and re-raises the first failure (later blocks are then dropped)."""
+
+    def __init__(self, write: Callable[[pl.DataFrame], None]) -> None:
+        import queue
+        import threading
+
+        self._write = write
+        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="diffcore-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is None:
+                try:
+                    self._write(block)
+                except BaseException as exc:  # handed to the caller by put/close
+                    self._error = exc
+
+    def put(self, block: pl.DataFrame) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(block)
+
+    def close(self, reraise: bool = True) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if reraise and self._error is not None:
+            raise self._error
+
+
 def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.DataFrame:
     """Full join of the two sides' keys: (k, rb, ra), rb/ra the row numbers (null: absent).
 
@@ -1230,10 +1344,12 @@ def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.Da
     on text) and every matched pair's keys are then compared as text; any mismatch (a hash
     collision across the sides) falls back to the join on the text."""
     if hashes_unique and bf.height and af.height:
-        joined = (
-            bf.select(_HASH)
+        joined = (  # the streaming engine joins on every thread; row order is not needed
+            bf.lazy()
+            .select(_HASH)
             .with_row_index("rb")
-            .join(af.select(_HASH).with_row_index("ra"), on=_HASH, how="full", coalesce=True)
+            .join(af.lazy().select(_HASH).with_row_index("ra"), on=_HASH, how="full", coalesce=True)
+            .collect(engine="streaming")
         )
         kb = bf[_KEY].gather(joined["rb"])
         ka = af[_KEY].gather(joined["ra"])
@@ -1256,83 +1372,8 @@ def _csv_bytes(lines: pl.Series) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # The records whose bytes differ
 
-_PY_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array"}
-
-
-def _leaves_into(obj: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    """`jsonvalue.leaves`, without the intermediate dicts (hot path)."""
-    for name, value in obj.items():
-        if value is None:
-            continue
-        if type(value) is dict:
-            _leaves_into(value, f"{prefix}{name}.", out)
-        else:
-            out[prefix + name] = value
-
-
-_NUMBER_TYPES = (int, float)
-
-
-def _leaf_equal(x: Any, y: Any) -> bool:
-    """`jsonvalue.values_equal(x, y)`, fast for the common cases (property-tested against it)."""
-    tx = type(x)
-    if tx is not type(y):
-        if tx in _NUMBER_TYPES and type(y) in _NUMBER_TYPES:
-            return x == y  # int vs float: Python compares them exactly, by value
-        return jsonvalue.normalize(x) == jsonvalue.normalize(y)
-    if tx is list:
-        if len(x) != len(y):
-            return False
-        for u, v in zip(x, y, strict=False):
-            if not _leaf_equal(u, v):
-                return False
-        return True
-    if tx is dict:
-        if x.keys() != y.keys():
-            return jsonvalue.normalize(x) == jsonvalue.normalize(y)
-        for name, u in x.items():
-            if not _leaf_equal(u, y[name]):
-                return False
-        return True
-    return x == y  # same-type scalars (or both None): Python equality is the contract's
-
-
-def changed_paths_fast(
-    before: dict[str, Any], after: dict[str, Any], ignore: Sequence[str] = ()
-) -> list[str]:
-    """Same result as `jsonvalue.changed_paths` (checked by property tests), faster."""
-    lb: dict[str, Any] = {}
-    la: dict[str, Any] = {}
-    _leaves_into(before, "", lb)
-    _leaves_into(after, "", la)
-    return _changed_from_leaves(lb, la, ignore)
-
-
-def _changed_from_leaves(
-    lb: dict[str, Any], la: dict[str, Any], ignore: Sequence[str]
-) -> list[str]:
-    if ignore:
-        lb = {p: v for p, v in lb.items() if not jsonvalue.is_ignored(p, ignore)}
-        la = {p: v for p, v in la.items() if not jsonvalue.is_ignored(p, ignore)}
-    changed = []
-    get = la.get
-    for p, v in lb.items():
-        w = get(p)
-        if v is w:
-            continue
-        tv = type(v)
-        if tv is type(w) and tv is not list:
-            if v != w:  # same-type scalars: Python equality is the contract's
-                changed.append(p)
-        elif w is None or not _leaf_equal(v, w):
-            changed.append(p)
-    if len(la) != len(lb) or changed:  # else every path of la was seen in lb
-        changed.extend(p for p in la if p not in lb)
-    changed.sort()
-    return changed
-
-
 _PARALLEL_MIN = 20_000  # records to parse before the work is worth sending to workers
+_PAIR_CHUNK_MIN = 1000  # pairs per worker job, at least (16 jobs otherwise)
 _POOL_MIN_BYTES = 64 * 1024 * 1024  # input bytes (both sides) before worker processes start
 _FORMAT_BATCH = 50_000  # events formatted at a time
 _CHUNK_BYTES = int(os.environ.get("DIFFCORE_CHUNK_BYTES", 256 * 1024 * 1024))  # partitioned mode
@@ -1341,16 +1382,6 @@ _CHUNK_BYTES = int(os.environ.get("DIFFCORE_CHUNK_BYTES", 256 * 1024 * 1024))  #
 def _signature(leaves: dict[str, Any]) -> tuple:
     """What a record contributes to schema drift, cheap to make and to deduplicate."""
     return (tuple(leaves), tuple(map(type, leaves.values())))
-
-
-@dataclass
-class ParsedWork:
-    # per pair: ("u", changed paths as a JSON list) | ("=",) equal | ("bad", class, message)
-    pairs: list[tuple]
-    insert_errors: list[tuple[int, str, str]]  # (index, class, message)
-    types_before: dict[str, set[str]]
-    types_after: dict[str, set[str]]
-    field_counts: dict[str, int] = field(default_factory=dict)  # changed path -> updates
 
 
 def _work_chunk(
@@ -1368,8 +1399,8 @@ def _work_chunk(
     append = pairs.append
     add_b = sig_b.add
     add_a = sig_a.add
-    leaves_into = _leaves_into
-    changed_from = _changed_from_leaves
+    leaves_into = jsonvalue.leaves_into
+    changed_from = jsonvalue.changed_from_leaves
     equal = ("=",)
     for b_text, a_text in zip(b_texts, a_texts, strict=False):
         lb: dict[str, Any] = {}
@@ -1401,7 +1432,7 @@ def _types_from_signatures(signatures: Iterable[tuple]) -> dict[str, set[str]]:
     acc: dict[str, set[str]] = {}
     for paths, types in signatures:
         for path, t in zip(paths, types, strict=False):
-            acc.setdefault(path, set()).add(_PY_TYPES[t])
+            acc.setdefault(path, set()).add(jsonvalue.LEAF_TYPE_NAMES[t])
     return acc
 
 
@@ -1412,65 +1443,70 @@ def _workers() -> int:
         return max(1, min(os.cpu_count() or 1, 8))
 
 
-class _Pending:
-    """The result of `start_pairs`, ready now or later."""
-
-    def __init__(self, compute: Callable[[], list], merge: Callable[[list], ParsedWork]) -> None:
-        self._compute = compute
-        self._merge = merge
-
-    def result(self) -> ParsedWork:
-        return self._merge(self._compute())
+def _texts(lines: pl.Series) -> list[bytes]:
+    """Lines as bytes: cheaper to make and to send than str, and orjson reads them as fast."""
+    return lines.cast(pl.Binary).to_list()
 
 
-def start_pairs(
-    b_texts: list[bytes] | list[str],
-    a_texts: list[bytes] | list[str],
+def iter_pairs(
+    b_lines: pl.Series,
+    a_lines: pl.Series,
     ignore: Sequence[str] = (),
     pool: Any = None,
-) -> _Pending:
-    """Start parsing and comparing the byte-different pairs; `.result()` gives, for each pair,
-    `("u", changed paths as JSON)`, `("=",)` (equal by contract) or `("bad", class, message)`
-    when the after text is not a valid record; the leaf types of the records parsed (before:
-    all; after: the valid ones); and how often each path changed.
+) -> Iterator[tuple[int, int, tuple[list[tuple], set, set, dict[str, int]]]]:
+    """Parse and compare the byte-different pairs in chunks: yields `(lo, hi, result)` in
+    order, `result` being `_work_chunk` of pairs lo..hi-1: per pair `("u", changed paths as
+    JSON)`, `("=",)` (equal by contract) or `("bad", class, message)` when the after text is not
+    a valid record; the signatures of the records parsed (before: all; after: the valid ones);
+    how often each path changed.
 
-    With a `multiprocessing` pool the pairs are cut into chunks that the workers parse while
-    the caller goes on; without one, the work is done when `.result()` is called.
+    With a `multiprocessing` pool every chunk is handed to the workers now, and parsed while the
+    caller goes on (the caller can use the first chunks while the workers parse the next); a
+    chunk's texts are made only when the pool sends it (never all of them at once, to spare
+    memory). Without a pool, the work is done when the iterator is read.
     """
     ignore = tuple(ignore)
-    n = len(b_texts)
-
-    def merge(chunks: list) -> ParsedWork:
-        pairs: list[tuple] = []
-        sig_b: set = set()
-        sig_a: set = set()
-        counts: dict[str, int] = {}
-        for p, sb, sa, c in chunks:
-            pairs.extend(p)
-            sig_b |= sb
-            sig_a |= sa
-            for path, n in c.items():
-                counts[path] = counts.get(path, 0) + n
-        return ParsedWork(
-            pairs, [], _types_from_signatures(sig_b), _types_from_signatures(sig_a), counts
-        )
-
+    n = b_lines.len()
+    if n == 0:
+        return iter(())
     if pool is None or n < _PARALLEL_MIN:
-        return _Pending(lambda: [_work_chunk((b_texts, a_texts, ignore))], merge)
-    step = max(1000, -(-n // 16))
-    jobs = [(b_texts[lo : lo + step], a_texts[lo : lo + step], ignore) for lo in range(0, n, step)]
-    async_result = pool.map_async(_work_chunk, jobs, chunksize=1)
-    return _Pending(async_result.get, merge)
+        return ((0, n, _work_chunk((_texts(b_lines), _texts(a_lines), ignore))) for _ in (0,))
+    step = max(_PAIR_CHUNK_MIN, -(-n // 16))
+    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    jobs = (
+        (_texts(b_lines.slice(lo, hi - lo)), _texts(a_lines.slice(lo, hi - lo)), ignore)
+        for lo, hi in bounds
+    )
+    results = pool.imap(_work_chunk, jobs, chunksize=1)
+    return ((lo, hi, r) for (lo, hi), r in zip(bounds, results, strict=True))
 
 
-def compare_pairs(
-    b_texts: list[bytes] | list[str],
-    a_texts: list[bytes] | list[str],
-    ignore: Sequence[str] = (),
-    pool: Any = None,
-) -> ParsedWork:
-    """`start_pairs(...).result()`."""
-    return start_pairs(b_texts, a_texts, ignore, pool).result()
+def _types_chunk(texts: list[bytes]) -> set:
+    """The signatures of valid records (runs in a worker process)."""
+    signatures = set()
+    add = signatures.add
+    for text in texts:
+        leaves: dict[str, Any] = {}
+        jsonvalue.leaves_into(parse_json(text), "", leaves)
+        add((tuple(leaves), tuple(map(type, leaves.values()))))
+    return signatures
+
+
+def _start_types(lines: pl.Series, pool: Any = None) -> Callable[[], dict[str, set[str]]]:
+    """Start collecting the leaf types of valid records; call the result to get them. With a
+    pool, the workers parse the records (queued after the work already given to them);
+    without one, `skeleton_types` runs in a thread (Polars releases the GIL)."""
+    if pool is not None and lines.len() >= _PARALLEL_MIN:
+        step = -(-lines.len() // 4)
+        jobs = (_texts(lines.slice(lo, step)) for lo in range(0, lines.len(), step))
+        pending = pool.imap_unordered(_types_chunk, jobs, chunksize=1)
+        return lambda: _types_from_signatures(set().union(*pending))
+    from concurrent.futures import ThreadPoolExecutor
+
+    thread = ThreadPoolExecutor(1)
+    future = thread.submit(skeleton_types, lines)
+    thread.shutdown(wait=False)
+    return future.result
 
 
 def check_records(lines: pl.Series) -> list[tuple[int, str, str]]:
@@ -1517,7 +1553,7 @@ def skeleton_types(lines: pl.Series) -> dict[str, set[str]]:
     signatures = set()
     for text in reps:
         leaves: dict[str, Any] = {}
-        _leaves_into(parse_json(text), "", leaves)
+        jsonvalue.leaves_into(parse_json(text), "", leaves)
         signatures.add(_signature(leaves))
     return _types_from_signatures(signatures)
 
@@ -1633,17 +1669,8 @@ def _types_in_lines(
                         found[path].add(jsonvalue.json_type(value))
 
     for path in paths:
-        # The member holding the leaf is named by a suffix of the path ("c.d" may be the
-        # member "d" of "c", or a member named "c.d").
-        steps = path.split(".")
-        name = (
-            "(?:"
-            + "|".join(
-                _rx_escape(jsonvalue.compact_json(".".join(steps[i:]))) for i in range(len(steps))
-            )
-            + ")"
-        )
-        for t, start in _TYPE_START.items():
+        name = jsonvalue.member_name_regex(path)
+        for t, start in jsonvalue.TYPE_START.items():
             if t in found[path] or t in known.get(path, set()):
                 continue
             if not parsed_escaped and escaped.height:

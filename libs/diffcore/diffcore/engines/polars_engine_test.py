@@ -478,6 +478,70 @@ def test_parallel_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert m.counts.u > 0
 
 
+def _event_keys_in_file_order(folder: str, manifest: Manifest) -> list[str]:
+    """The key token of each event (canonical JSON of the key values), file by file."""
+    out = []
+    for f in manifest.files:
+        for line in store.read_bytes(store.join(folder, f.name)).decode().splitlines():
+            ev = events.parse_event(line)
+            out.append(jsonvalue.canonical_json(ev.key["id"]))
+    return out
+
+
+def test_parallel_workers_many_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pairs in many jobs: each job's updates go out with the inserts and deletes before
+    # its last key, block after block; the events stay in key order, in every part file.
+    monkeypatch.setattr(pe, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(pe, "_PAIR_CHUNK_MIN", 3)
+    before, after = _random_snapshots(5, 500)
+    m = check_against_naive(
+        tmp_path, before, after, parallel=True, output=OutputOptions(max_records_per_file=37)
+    )
+    assert m.counts.u > 3 * 16 and len(m.files) > 2
+    keys = _event_keys_in_file_order(str(tmp_path / "out" / RUN_DATE), m)
+    assert keys == sorted(keys, key=lambda k: k.encode()) and len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_quarantined_after_record_of_a_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    # A key in both snapshots whose after line is bad: quarantined, and the record is deleted.
+    monkeypatch.setattr(pe, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(pe, "_PAIR_CHUNK_MIN", 2)
+    before = [json.dumps({"id": i, "v": i}) for i in range(10)]
+    after = [json.dumps({"id": i, "v": i + (i % 2)}) for i in range(10)]
+    after[3] = '{"id":3,"v":'
+    after[6] = '{"id":6,"v":[' + "[" * 10 + "]" * 10 + "]}"  # valid, beyond the regex's depth
+    result, evs = run(tmp_path, before, after, bad_records="quarantine", parallel=parallel)
+    m = result.manifest
+    assert (m.counts.c, m.counts.u, m.counts.d, m.counts.bad_records) == (0, 5, 1, 1)
+    assert [e["op"] for e in evs if e["key"] == {"id": 3}] == ["d"]
+    with pytest.raises(DiffError) as err:
+        run(tmp_path / "fail", before, after, parallel=parallel)
+    assert (err.value.error_class, err.value.line) == (ErrorClass.MALFORMED_JSON, 4)
+    assert not (tmp_path / "fail" / "out" / RUN_DATE).exists() or not [
+        p for p in (tmp_path / "fail" / "out" / RUN_DATE).iterdir() if p.name.startswith("part")
+    ]
+
+
+def test_background_writer_order_and_failure() -> None:
+    seen: list[int] = []
+    writer = pe._BackgroundWriter(lambda block: seen.append(block.height))
+    for n in range(1, 6):
+        writer.put(pl.DataFrame({"x": list(range(n))}))
+    writer.close()
+    assert seen == [1, 2, 3, 4, 5]
+
+    def fail(block: pl.DataFrame) -> None:
+        raise OSError("disk full")
+
+    writer = pe._BackgroundWriter(fail)
+    writer.put(pl.DataFrame({"x": [1]}))
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+
+
 def test_s3_in_and_out(tmp_path: Path, s3_bucket: str) -> None:
     base = f"s3://{s3_bucket}"
     store.write_bytes(
@@ -566,12 +630,6 @@ def test_validity_regex_is_sound(obj: dict, rng: random.Random, cut: int, noise:
             assert isinstance(jsonvalue.loads(candidate), dict), candidate
     if text.count("{") + text.count("[") <= pe._VALID_DEPTH:
         assert pl.Series([text]).str.contains(pe.VALID_RECORD_REGEX).item()
-
-
-@settings(max_examples=200, deadline=None)
-@given(_objects, _objects, st.lists(_names, max_size=2))
-def test_changed_paths_fast(a: dict, b: dict, ignore: list[str]) -> None:
-    assert pe.changed_paths_fast(a, b, ignore) == jsonvalue.changed_paths(a, b, ignore)
 
 
 @settings(max_examples=40, deadline=None)
