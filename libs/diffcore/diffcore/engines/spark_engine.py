@@ -89,7 +89,7 @@ from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.events import event_line_of_key_text
-from diffcore.jsonvalue import canonical_json, get_path
+from diffcore.jsonvalue import canonical_json, get_path, json_type
 from diffcore.output import BadRecord, RunWriter
 from diffcore.spec import SIDES, RunSpec
 
@@ -155,7 +155,7 @@ parse_record = jsonvalue.loads_fast  # exact, with orjson where it gives the sam
 def record_key(obj: Any, key: tuple[str, ...]) -> tuple[ErrorClass | None, str]:
     """(None, canonical JSON of the key object) or (error class, message)."""
     if not isinstance(obj, dict):
-        return ErrorClass.NOT_AN_OBJECT, f"record is a JSON {_type_name(obj)}, not an object"
+        return ErrorClass.NOT_AN_OBJECT, f"record is a JSON {json_type(obj)}, not an object"
     values = {}
     for path in key:
         value = get_path(obj, path)
@@ -195,18 +195,6 @@ def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
         else:
             return None
     return _orjson.dumps(values, option=_orjson.OPT_SORT_KEYS).decode()
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
 
 
 @dataclass(frozen=True)
@@ -370,8 +358,15 @@ class _RecordRows:
         self.lines: list[int] = []
         self.nbytes = 0
 
-    def full(self) -> bool:
-        return len(self.keys) >= _BATCH_ROWS or self.nbytes >= _BATCH_BYTES
+    def add(self, key: str, text: bytes, line: int) -> Any:
+        """Add a row; the batch when it is full (the fast path in `_parse_one` inlines this)."""
+        self.keys.append(key)
+        self.texts.append(text)
+        self.lines.append(line)
+        self.nbytes += len(text)
+        if len(self.keys) >= _BATCH_ROWS or self.nbytes >= _BATCH_BYTES:
+            return self.flush()
+        return None
 
     def flush(self) -> Any:
         import pyarrow as pa
@@ -459,15 +454,8 @@ def _parse_one(
                         b = bad_row(rec.line, cls, found, rec.text)
                     else:
                         records += 1
-                        text = rec.text.strip().encode("utf-8")
-                        keys.append(found)
-                        texts.append(text)
-                        lines.append(rec.line)
-                        rows.nbytes += len(text)
-                        b = None
-                        if rows.full():
-                            b = rows.flush()
-                            keys, texts, lines = rows.keys, rows.texts, rows.lines
+                        b = rows.add(found, rec.text.strip().encode("utf-8"), rec.line)
+                        keys, texts, lines = rows.keys, rows.texts, rows.lines
             if b is not None:
                 yield b
     except (OSError, EOFError, zlib_error()) as exc:  # gzip.BadGzipFile is an OSError
@@ -649,10 +637,7 @@ class _Joiner:
         if not before:
             self.leaves(after[0][1], 1)
             return self.emit("c", k, None, after[0][1], None)
-        b, a = before[0][1], after[0][1]
-        if b == a:
-            self.counts["unchanged"] += 1
-            return None
+        b, a = before[0][1], after[0][1]  # byte-equal pairs were counted by Arrow
         changed = jsonvalue.changed_from_leaves(self.leaves(b, 0), self.leaves(a, 1), self.ignore)
         if not changed:
             self.counts["unchanged"] += 1
@@ -748,7 +733,6 @@ def write_partition(
     batches: Iterable[Any], staging: str, gz: bool, max_records: int, max_bytes: int
 ) -> Iterator[Any]:
     """Write stage: event lines in, one metadata row per staged part file out."""
-    import pyarrow as pa
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
@@ -766,19 +750,8 @@ def write_partition(
             lines(), staging, f"p{partition:05d}-a{attempt}", suffix, gz, max_records, max_bytes
         )
     )
-    schema = _arrow_schema(PARTS_SCHEMA)
     if rows:
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array([partition] * len(rows), pa.int32()),
-                pa.array([r[0] for r in rows], pa.int32()),
-                pa.array([r[1] for r in rows], pa.string()),
-                pa.array([r[2] for r in rows], pa.int64()),
-                pa.array([r[3] for r in rows], pa.int64()),
-                pa.array([r[4] for r in rows], pa.string()),
-            ],
-            schema=schema,
-        )
+        yield _parts_batch(partition, rows)
 
 
 def write_bad_records(
@@ -786,7 +759,6 @@ def write_bad_records(
 ) -> Iterator[Any]:
     """Quarantine: bad rows in (one partition, in input order), one staged file of
     `output.BadRecord` lines out (the format every engine writes to `_bad_records.ndjson`)."""
-    import pyarrow as pa
 
     def lines() -> Iterator[bytes]:
         for batch in batches:
@@ -803,17 +775,23 @@ def write_bad_records(
                 yield bad.to_line().encode("utf-8")
 
     rows = list(_write_staged(lines(), staging, "bad-records", ".staged", False, 2**62, 2**62))
-    schema = _arrow_schema(PARTS_SCHEMA)
-    yield pa.RecordBatch.from_arrays(
+    yield _parts_batch(0, rows)
+
+
+def _parts_batch(partition: int, rows: list[tuple[int, str, int, int, str]]) -> Any:
+    """One PARTS_SCHEMA batch: the staged files `_write_staged` reported for a partition."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(
         [
-            pa.array([0] * len(rows), pa.int32()),
+            pa.array([partition] * len(rows), pa.int32()),
             pa.array([r[0] for r in rows], pa.int32()),
             pa.array([r[1] for r in rows], pa.string()),
             pa.array([r[2] for r in rows], pa.int64()),
             pa.array([r[3] for r in rows], pa.int64()),
             pa.array([r[4] for r in rows], pa.string()),
         ],
-        schema=schema,
+        schema=_arrow_schema(PARTS_SCHEMA),
     )
 
 
