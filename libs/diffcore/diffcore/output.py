@@ -257,18 +257,26 @@ class RunWriter:
     def add_bad_record(self, bad: BadRecord) -> None:
         self.bad_records.append(bad)
 
-    def promote(self, staged: Sequence[str], delete_staged: bool = True) -> list[DataFile]:
+    def promote(
+        self,
+        staged: Sequence[str],
+        delete_staged: bool = True,
+        described: Sequence[DataFile] | None = None,
+    ) -> list[DataFile]:
         """Give already-written staging files (e.g. a Spark job's output, in order) their final
-        names `part-NNNNN...` after the parts written so far, and compute their entries.
+        names `part-NNNNN...` after the parts written so far, with their entries.
 
         Each staging file must already respect the bounds and compression of the options; an
         empty staging file is dropped. Local files are renamed; S3 objects are copied server-side
-        (atomic: the final key appears complete) and the staging object deleted.
+        (atomic: the final key appears complete) and the staging object deleted. `described`
+        gives each staged file's records, bytes and SHA-256 as its writer computed them (the
+        name is not used), so that the files are not read again here; without it they are read
+        (`describe_file`).
         """
         self._close_part()
         promoted = []
-        for src in staged:
-            entry = describe_file(src)
+        for i, src in enumerate(staged):
+            entry = describe_file(src) if described is None else described[i]
             if entry.records == 0:
                 if delete_staged:
                     store.delete(src)

@@ -201,3 +201,20 @@ def test_s3_run(s3_bucket: str) -> None:
     assert _check_files(folder, files) == ["a", "b", "c", "d"]
     assert not store.exists(staged)
     assert read_manifest(folder) == _manifest(files)
+
+
+def test_promote_with_entries_from_the_writer_reads_nothing_again(tmp_path: Path) -> None:
+    staged = tmp_path / "s0.staged"
+    staged.write_bytes(b"a\nb\n")
+    want = describe_file(str(staged))
+    folder = str(tmp_path / "out" / "2026-11-25")
+    w = RunWriter(folder)
+    w.begin()
+    (promoted,) = w.promote([str(staged)], described=[want])
+    assert (promoted.name, promoted.records, promoted.bytes, promoted.sha256) == (
+        "part-00000.jsonl",
+        want.records,
+        want.bytes,
+        want.sha256,
+    )
+    assert describe_file(store.join(folder, promoted.name)) == promoted
