@@ -3,42 +3,33 @@
 How it is fast: it does not parse every record. Most records of a daily snapshot are unchanged,
 and an unchanged record is usually byte-for-byte the same line on both days, so:
 
-1. Lines are read as raw text, one String column (`pl.read_csv` with a separator byte that
-   cannot occur in valid JSON text, no quoting): multi-threaded, no JSON parsing. A file that
-   holds the separator byte anyway is read line by line (`read_csv` fails on it, or its lines
-   do not add up to the file's size).
-2. The key is cut out of the raw line with an anchored regex over the top-level object (the
-   cheap one when each step of the key is its object's first member; else members before the
-   key may be any scalars; dotted keys descend into nested objects), and kept as its JSON
-   token: `"1"` and `1` stay different keys. The fast path accepts only tokens whose text is
-   already canonical JSON (integers, strings without escapes, booleans) and only when the
-   member name occurs once in the line (so duplicated members cannot fool it; a line written
-   compactly with the key first is checked with one literal search past the key) and is not
-   spelled with escapes. Every other line (a key after a nested object, floats, escapes, a
-   missing or null key, blank or odd lines) goes through the exact path: `orjson`/`jsonvalue`
-   parse, `jsonvalue.get_path`, `jsonvalue.canonical_json`.
-3. Before and after are joined on the key (row numbers only, no strings move), and the two
+1. Each file is read as bytes and cut into lines by `linescan`, a small C scanner (one pass,
+   parts of the file on every core, the GIL released): per line, whether it is certainly a
+   valid JSON object (RFC 8259, UTF-8), the raw text of its key, and a hash of its shape
+   (member names, nesting, leaf types). Its results are Arrow string views into the bytes
+   read, so the lines become a Polars String column without a copy or a Python object per
+   line. The key is kept as its JSON token (`"1"` and `1` stay different keys) and only when
+   its text is canonical JSON as written (integers, strings without escapes, booleans) and
+   its member names occur once, unescaped. Every line the scanner does not vouch for, or
+   whose key it cannot cut out (floats, escapes, a missing or null key, deep nesting, lone
+   surrogates, not UTF-8...), goes through the exact path: `orjson`/`jsonvalue` parse,
+   `jsonvalue.get_path`, `jsonvalue.canonical_json`, with the contract's error.
+2. Before and after are joined on the key (row numbers only, no strings move), and the two
    lines of each pair compared as bytes: equal bytes mean an unchanged record, no parse.
-4. Only the records whose bytes differ, and the inserts and deletes, are parsed (orjson, or
+3. Only the records whose bytes differ, and the inserts and deletes, are parsed (orjson, or
    `jsonvalue.loads` for integers beyond 64 bits); `jsonvalue.changed_from_leaves` then says `u` or
    "semantically equal" (member order, `1` vs `1.0`, nulls).
-5. Every line is still checked to be valid JSON: the before lines in the same multi-threaded
-   pass that cuts their keys (`VALID_RECORD_REGEX`, a lazy DFA over the bytes; the lines it
-   does not vouch for are parsed exactly); after lines equal to their before line are valid by
-   that check; the other after lines (inserts and the after side of the byte-different pairs)
-   by the same regex, before any event is written, so a failing run writes no data file.
-   Bad lines fail the run with their file and line, or are quarantined.
-6. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact without parsing the
-   unchanged lines: an unchanged pair contributes the same leaf types to both snapshots, so a
-   drift can only come from the parsed records. For each (path, type) seen on one side only,
-   the unchanged lines are searched for it: a regex prefilter (the member name followed by a
-   value of that type; lines with `\\u`/`\\/` escapes always pass) picks the few lines to parse,
-   and the search stops at the first confirmation.
-7. Events are written in key order, payloads spliced as read (`events.event_line`).
+4. Every line of both sides is checked when read (step 1), so bad lines fail the run with
+   their file and line, or are quarantined, before any event is written.
+5. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact without parsing every
+   line: lines of the same shape have the same leaf paths and types, so one line per distinct
+   shape is parsed (two independent 64-bit hashes: a collision between two shapes of one run
+   is not a practical concern), plus the lines parsed by the exact path.
+6. Events are written in key order, payloads spliced as read (`events.event_line`).
 
 How the two cores are kept busy (large inputs): worker processes, forked at the start while
-this process is small, parse the byte-different pairs (sorted by key, in 16 jobs) and then the
-inserts and deletes for their leaf types, while this process formats the inserts and deletes;
+this process is small, parse the byte-different pairs (sorted by key, in 16 jobs) while this
+process formats the inserts and deletes;
 each job's updates then go out with the inserts and deletes whose keys sort before the job's
 last key, handed to a writer thread (hashing and writing release the GIL; partitioned mode
 keeps them in a spill file instead). In memory, the before side's duplicate check runs in a
@@ -52,16 +43,17 @@ memory follows the partition size, not the snapshot size.
 from __future__ import annotations
 
 import gzip
-import mmap
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import linescan
 import polars as pl
 
 import diffcore
@@ -80,12 +72,13 @@ DEFAULT_MEMORY_BUDGET = int(os.environ.get("DIFFCORE_MEMORY_BUDGET", 1_000_000_0
 # Target raw bytes of one partition pair in partitioned mode.
 DEFAULT_PARTITION_BYTES = int(os.environ.get("DIFFCORE_PARTITION_BYTES", 384 * 1024 * 1024))
 
-_SEP = "\x1f"  # never occurs raw in valid JSON text (control characters must be escaped)
 _LINE = "line"
 _KEY = "k"
 _FILE = "fi"
 _LINENO = "ln"
 _HASH = "h"
+_OK = "ok"  # the scanner vouches that the line is a valid JSON object
+_SHAPE1, _SHAPE2 = "s1", "s2"  # the scanner's hash of a line's names, nesting and leaf types
 _KEY_JOIN = "\x1f"  # between the tokens of a composite key (canonical JSON never holds it raw)
 
 ProgressFn = Callable[[str, int, int], None]
@@ -149,82 +142,9 @@ def _display_key(token: str, key: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Regexes over raw lines (Rust regex syntax)
+# Cutting raw text into lines, keys and validity (`linescan`, a small C scanner)
 
-
-_STR = r'"(?:[^"\\]|\\.)*"'
-_SCALAR = rf"(?:{_STR}|-?[0-9][0-9.eE+\-]*|true|false|null)"
-_SKIP = rf"(?:\s*{_STR}\s*:\s*{_SCALAR}\s*,)*?"
-# Key tokens whose text is canonical JSON as written (see module doc).
-_TOKEN = r'("[^"\\]*"|-?(?:0|[1-9][0-9]*)|true|false)'
-
-
-def key_regex(path: str) -> str:
-    """Anchored regex capturing the raw token of a (dotted) key path, when it is reachable
-    through scalar-valued members only."""
-    steps = path.split(".")
-    rx = r"^\s*\{"
-    for i, step in enumerate(steps):
-        name = jsonvalue.regex_escape(jsonvalue.compact_json(step))
-        rx += rf"{_SKIP}\s*{name}\s*:\s*"
-        if i < len(steps) - 1:
-            rx += r"\{"
-    return rx + _TOKEN + r"\s*[,}]"
-
-
-def _first_member_regex(path: str) -> str:
-    """The common case, cheaper to match: each step of the key is its object's first member."""
-    rx = r"^\s*"
-    for step in path.split("."):
-        rx += r"\{\s*" + jsonvalue.regex_escape(jsonvalue.compact_json(step)) + r"\s*:\s*"
-    return rx + _TOKEN + r"\s*[,}]"
-
-
-def _compact_prefix(key: Sequence[str]) -> str | None:
-    """`{"a":{"b":` for the key `a.b`: how a line whose key is its first member starts when
-    written compactly; None when the fast uniqueness check does not apply (composite keys,
-    a name repeated or occurring inside another)."""
-    if len(key) != 1:
-        return None
-    quoted = [jsonvalue.compact_json(step) for step in key[0].split(".")]
-    prefix = "".join("{" + q + ":" for q in quoted)
-    if any(prefix.count(q) != 1 for q in quoted):
-        return None
-    return prefix
-
-
-_SHORT_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "/": "\\/",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
-
-
-def _escaped_names_regex(names: Sequence[str]) -> tuple[str, str]:
-    """A literal that every escaped spelling of a character of `names` contains, and a regex
-    matching those spellings (`\\u0069` for `i`, ...). A member name written with such an escape
-    may be a key name the literal search does not see: such lines take the exact path."""
-    spellings: set[str] = set()
-    literal = "\\u"
-    for ch in set("".join(names)):
-        code = ord(ch) if ord(ch) < 0x10000 else 0xD800 + ((ord(ch) - 0x10000) >> 10)
-        spellings.add("\\\\u" + "".join(f"[{d.lower()}{d.upper()}]" for d in f"{code:04x}"))
-        if ch in _SHORT_ESCAPES:
-            spellings.add(jsonvalue.regex_escape(_SHORT_ESCAPES[ch]))
-            literal = "\\"
-    return literal, "|".join(sorted(spellings))
-
-
-def _names_once(quoted: Sequence[str]) -> pl.Expr:
-    """Each (JSON-quoted) name occurs exactly once in the line."""
-    return pl.all_horizontal(
-        [pl.col(_LINE).str.count_matches(q, literal=True) == 1 for q in quoted]
-    )
+_SCAN_PART_BYTES = 16 * 1024 * 1024  # text per scanner call; the calls run on every core
 
 
 def _streaming(frame: pl.DataFrame, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
@@ -233,88 +153,104 @@ def _streaming(frame: pl.DataFrame, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
     return frame.lazy().select(exprs).collect(engine="streaming")
 
 
-def _fast_keys(
-    lines: pl.Series, key: Sequence[str], validate: bool = False
-) -> tuple[pl.Series, pl.Series | None]:
-    """Key tokens cut out of raw lines (null where the fast path does not apply), and, when
-    asked, whether `VALID_RECORD_REGEX` vouches for each line."""
-    if lines.len() == 0:
-        empty = pl.Series(_KEY, [], dtype=pl.String)
-        return empty, (pl.Series("_ok", [], dtype=pl.Boolean) if validate else None)
-    names = sorted({step for path in key for step in path.split(".")})
-    quoted = [jsonvalue.compact_json(n) for n in names]
-    line = pl.col(_LINE)
-    exprs = [line.str.extract(_first_member_regex(p), 1).alias(f"t{i}") for i, p in enumerate(key)]
-    prefix = _compact_prefix(key)
-    if prefix is not None:
-        # The common case, cheaper than counting: the line starts with the key's members
-        # written compactly (so each name's first occurrence is there) and no name occurs in
-        # the rest of the line. Other lines with a token are counted below.
-        exprs.append(
-            (
-                line.str.starts_with(prefix)
-                & ~pl.any_horizontal(
-                    [line.str.slice(len(prefix)).str.contains(q, literal=True) for q in quoted]
-                )
-            ).alias("_u")
+def key_steps(key: Sequence[str]) -> list[list[bytes]]:
+    """The scanner's form of the key: each path's member names as UTF-8 bytes."""
+    return [[step.encode() for step in path.split(".")] for path in key]
+
+
+def _line_parts(text: memoryview, size: int) -> list[memoryview]:
+    """`text` cut after newlines into parts of about `size` bytes (the last may lack one)."""
+    parts = []
+    start, n = 0, len(text)
+    raw = text.obj if isinstance(text.obj, bytes) and len(text.obj) == n else bytes(text)
+    while start < n:
+        stop = min(start + size, n)
+        if stop < n:
+            nl = raw.find(b"\n", stop - 1)
+            stop = n if nl == -1 else nl + 1
+        parts.append(text[start:stop])
+        start = stop
+    return parts
+
+
+def _scan_part(part: memoryview, steps: list[list[bytes]]) -> tuple[pl.DataFrame, int] | None:
+    """(line, k, ok) of every line of `part` (blank ones too) and its number of lines; None
+    when a line is not UTF-8 (a Polars String column cannot hold it)."""
+    import pyarrow as pa
+
+    n, line_views, key_views, flags, shape1, shape2, key_data, bad_utf8 = linescan.scan(part, steps)
+    if bad_utf8:
+        return None
+    text = pa.py_buffer(part)
+    keys_buffer = text if key_data is None else pa.py_buffer(key_data)
+
+    def views(raw: bytes, data: Any) -> pl.Series:
+        return pl.from_arrow(
+            pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(raw), data])
         )
+
+    def numbers(raw: bytes, dtype: Any) -> pl.Series:
+        return pl.from_arrow(pa.Array.from_buffers(dtype, n, [None, pa.py_buffer(raw)]))
+
+    valid = (pl.col("_f") & linescan.VALID) != 0
+    frame = pl.DataFrame(
+        {
+            _LINE: views(line_views, text),
+            _KEY: views(key_views, keys_buffer),
+            "_f": numbers(flags, pa.uint8()),
+            _SHAPE1: numbers(shape1, pa.uint64()),
+            _SHAPE2: numbers(shape2, pa.uint64()),
+        }
+    ).select(
+        _LINE,
+        pl.when((pl.col("_f") & linescan.KEY) != 0).then(pl.col(_KEY)).alias(_KEY),
+        valid.alias(_OK),
+        ((pl.col("_f") & linescan.BLANK) != 0).alias("_blank"),
+        pl.when(valid).then(pl.col(_SHAPE1)).alias(_SHAPE1),
+        pl.when(valid).then(pl.col(_SHAPE2)).alias(_SHAPE2),
+    )
+    return frame, n
+
+
+def scan_lines(
+    text: bytes | memoryview,
+    key: Sequence[str],
+    fi: int,
+    first_line: int = 1,
+    threads: int | None = None,
+) -> pl.DataFrame | None:
+    """The records of an NDJSON text as rows (line, fi, ln, k, ok): `k` the key's canonical
+    text where the scanner could cut it out (else null), `ok` whether the scanner vouches that
+    the line is a valid JSON object (else the exact parser decides); blank lines dropped; `ln`
+    counted from `first_line`. None when some line is not UTF-8. Parts are scanned on
+    `threads` threads (default: every core; the scanner releases the GIL)."""
+    view = memoryview(text)
+    if first_line == 1 and view[:3] == b"\xef\xbb\xbf":
+        view = view[3:]  # a UTF-8 byte order mark
+    steps = key_steps(key)
+    parts = _line_parts(view, _SCAN_PART_BYTES)
+    threads = min(len(parts), threads or _workers())
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            scanned = list(pool.map(lambda part: _scan_part(part, steps), parts))
     else:
-        exprs.append(_names_once(quoted).alias("_u"))
-    if validate:
-        exprs.append(line.str.contains(VALID_RECORD_REGEX).alias("_ok"))
-    out = _streaming(pl.DataFrame({_LINE: lines}), exprs)
-    for i, p in enumerate(key):
-        col = out[f"t{i}"]
-        if col.null_count():  # the general regex, on the lines the cheap one missed
-            idx = col.is_null().arg_true()
-            found = lines.gather(idx).str.extract(key_regex(p), 1)
-            out = out.with_columns(col.scatter(idx, found))
-    if prefix is not None:
-        recount = (~out["_u"] & out["t0"].is_not_null()).arg_true()
-        if recount.len():
-            once = _streaming(pl.DataFrame({_LINE: lines.gather(recount)}), [_names_once(quoted)])
-            out = out.with_columns(out["_u"].scatter(recount, once.to_series()))
-    # A key name spelled with escapes (`{"id":1,"\\u0069d":2}`) is invisible to the literal
-    # searches above: lines with such an escape lose their fast key.
-    literal, escaped = _escaped_names_regex(names)
-    suspects = (out["_u"] & lines.str.contains(literal, literal=True)).arg_true()
-    if suspects.len():
-        hit = lines.gather(suspects).str.contains(escaped)
-        out = out.with_columns(out["_u"].scatter(suspects, ~hit & out["_u"].gather(suspects)))
-    tokens = (
-        pl.col("t0")
-        if len(key) == 1
-        else pl.concat_str([pl.col(f"t{i}") for i in range(len(key))], separator=_KEY_JOIN)
-    )
-    keys = out.select(pl.when(pl.col("_u")).then(tokens).otherwise(None).alias(_KEY))[_KEY]
-    return keys, (out["_ok"] if validate else None)
-
-
-# A regex of RFC 8259 JSON objects nested up to `_VALID_DEPTH` levels (Rust regex, compiled to a
-# lazy DFA: one pass over the bytes, multi-threaded by Polars). A line it matches is a valid JSON
-# object; a line it does not match (deeper nesting, or bad) goes through the exact parser.
-_WS = r"[ \t\n\r]*"
-_JSTR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
-_JNUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+\-]?[0-9]+)?"
-_JSCALAR = rf"(?:{_JSTR}|{_JNUM}|true|false|null)"
-_VALID_DEPTH = 4
-
-
-def _members(value: str) -> str:
-    return (
-        rf"\{{{_WS}(?:{_JSTR}{_WS}:{_WS}{value}{_WS}(?:,{_WS}{_JSTR}{_WS}:{_WS}{value}{_WS})*)?\}}"
-    )
-
-
-def _json_value_regex(depth: int) -> str:
-    if depth == 0:
-        return _JSCALAR
-    inner = _json_value_regex(depth - 1)
-    array = rf"\[{_WS}(?:{inner}{_WS}(?:,{_WS}{inner}{_WS})*)?\]"
-    return rf"(?:{_JSCALAR}|{_members(inner)}|{array})"
-
-
-VALID_RECORD_REGEX = rf"^{_WS}{_members(_json_value_regex(_VALID_DEPTH - 1))}{_WS}$"
+        scanned = [_scan_part(part, steps) for part in parts]
+    frames = []
+    ln = first_line
+    for result in scanned:
+        if result is None:
+            return None
+        frame, n = result
+        frames.append(
+            frame.with_columns(
+                pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
+                pl.int_range(ln, ln + n, dtype=pl.UInt32).alias(_LINENO),
+            )
+            .filter(~pl.col("_blank"))
+            .select(_ROW_COLUMNS)
+        )
+        ln += n
+    return pl.concat(frames, how="vertical") if frames else _empty_rows()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,63 +267,53 @@ class _SideData:
     bad: list[BadRecord] = field(default_factory=list)
     valid_records: int = 0
     hash_unique: bool = False  # the 64-bit hashes of the keys are unique (see _check_duplicates)
+    # Schema drift: one line per distinct shape (scanner's hash), and the leaf types of the
+    # records parsed exactly (the scanner did not vouch for them, so they have no shape).
+    shapes: dict[tuple[int, int], str] = field(default_factory=dict)
+    types: dict[str, set[str]] = field(default_factory=dict)
+
+    def leaf_types(self) -> dict[str, set[str]]:
+        """`leaf path -> JSON types` over every valid record of the snapshot (exact: records of
+        the same shape have the same leaf paths and types, so one of each is parsed)."""
+        out = {p: set(t) for p, t in self.types.items()}
+        for text in self.shapes.values():
+            for path, type_name in jsonvalue.leaf_types(parse_record(text)).items():
+                out.setdefault(path, set()).add(type_name)
+        return out
 
     @property
     def records(self) -> int:
         return sum(self.records_per_file)
 
 
-def _read_csv_lines(path: str) -> pl.DataFrame:
-    df = pl.read_csv(
-        path,
-        has_header=False,
-        separator=_SEP,
-        quote_char=None,
-        new_columns=[_LINE],
-        schema={_LINE: pl.String},
-        raise_if_empty=False,
-        comment_prefix=None,
-    )
-    if df.width == 0:
-        return pl.DataFrame({_LINE: []}, schema={_LINE: pl.String})
-    return df
-
-
-def _contains_byte(path: str, byte: bytes) -> bool:
-    with open(path, "rb") as f:
-        try:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return mm.find(byte) != -1
-        except ValueError:  # empty file
-            return False
-
-
-def _every_byte_read(df: pl.DataFrame, path: str) -> bool:
-    """Whether the lines of `df` (one per row, a newline after each but maybe the last) add up
-    to the size of the file exactly (cheap: string lengths are stored)."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return df.height == 0
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        newline_at_end = f.read(1) == b"\n"
-    counted = (df[_LINE].str.len_bytes().sum() or 0) + df.height
-    return counted == size + (0 if newline_at_end else 1)
+_ROW_SCHEMA = {
+    _LINE: pl.String,
+    _FILE: pl.UInt32,
+    _LINENO: pl.UInt32,
+    _KEY: pl.String,
+    _OK: pl.Boolean,
+    _SHAPE1: pl.UInt64,
+    _SHAPE2: pl.UInt64,
+}
+_ROW_COLUMNS = list(_ROW_SCHEMA)
 
 
 def _empty_rows() -> pl.DataFrame:
-    return pl.DataFrame(
-        {_LINE: [], _FILE: [], _LINENO: []},
-        schema={_LINE: pl.String, _FILE: pl.UInt32, _LINENO: pl.UInt32},
-    )
+    return pl.DataFrame({c: [] for c in _ROW_SCHEMA}, schema=_ROW_SCHEMA)
 
 
 def _rows_frame(texts: list[str], linenos: list[int], fi: int) -> pl.DataFrame:
+    """Rows of lines read one by one: no key cut out, none vouched for (the exact path)."""
+    n = len(texts)
     return pl.DataFrame(
         {
             _LINE: pl.Series(texts, dtype=pl.String),
-            _FILE: pl.Series([fi] * len(texts), dtype=pl.UInt32),
+            _FILE: pl.Series([fi] * n, dtype=pl.UInt32),
             _LINENO: pl.Series(linenos, dtype=pl.UInt32),
+            _KEY: pl.Series([None] * n, dtype=pl.String),
+            _OK: pl.Series([False] * n, dtype=pl.Boolean),
+            _SHAPE1: pl.Series([None] * n, dtype=pl.UInt64),
+            _SHAPE2: pl.Series([None] * n, dtype=pl.UInt64),
         }
     )
 
@@ -504,7 +430,6 @@ class _Run:
         self.drift = mf.SchemaDrift()
         self.mode = "in-memory"
         self.partitions = 1
-        self._types = {"before": {}, "after": {}}  # type: dict[str, dict[str, set[str]]]
         self._tmp_seq = 0
 
     # -- timing helper
@@ -554,8 +479,6 @@ class _Run:
                 writer.add_bad_record(bad)
 
     def _execute_in_memory(self, writer: RunWriter, files: dict[str, list[str]], pool: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         spec = self.spec
         t = _clock()
         before = self.sides["before"] = self._load_side(
@@ -590,14 +513,14 @@ class _Run:
         # hashing and writing them release the GIL, so this thread formats the next block.
         background = _BackgroundWriter(write)
         try:
-            identical_rb = self._diff(before, after, background.put, pool, after_validated=False)
+            self._diff(before, after, background.put, pool)
         except BaseException:
             background.close(reraise=False)
             raise
         background.close()
         self._timed("diff", t)
         t = _clock()
-        self.drift = self._schema_drift(iter([before.frame[_LINE].gather(identical_rb)]))
+        self.drift = mf.schema_drift(before.leaf_types(), after.leaf_types())
         self._timed("drift", t)
 
     def _write_events(self, writer: RunWriter, events: pl.DataFrame) -> None:
@@ -635,7 +558,6 @@ class _Run:
         before, after = self.sides["before"], self.sides["after"]
         for data in (before, after):
             self._check_empty(data, data.valid_records)
-        identical: list[pl.Series] = []
         event_files: list[str] = []
         t = _clock()
         for p in range(n):
@@ -645,8 +567,7 @@ class _Run:
             self._check_duplicates(bp)
             self._check_duplicates(ap)
             blocks: list[pl.DataFrame] = []
-            identical_rb = self._diff(bp, ap, blocks.append, pool, after_validated=True)
-            identical.append(identical_rb)
+            self._diff(bp, ap, blocks.append, pool)
             events = pl.concat(blocks) if blocks else pl.DataFrame()
             del blocks
             if events.height:
@@ -658,14 +579,7 @@ class _Run:
         self._timed("diff", t)
         t = _clock()
 
-        def identical_lines() -> Iterator[pl.Series]:
-            for p, rows in enumerate(identical):
-                if rows.len():
-                    yield self._partition_side(before, spill, p, lines_only=True).frame[
-                        _LINE
-                    ].gather(rows)
-
-        self.drift = self._schema_drift(identical_lines())
+        self.drift = mf.schema_drift(before.leaf_types(), after.leaf_types())
         self._timed("drift", t)
         t = _clock()
         for path in event_files:
@@ -680,9 +594,7 @@ class _Run:
         for fi, path in enumerate(files):
             self.engine._tick(f"read {side}", fi, len(files))
             for rows, pre_bad in self._iter_chunks(path, fi):
-                rows = self._prepare(
-                    data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad], validate=True
-                )
+                rows = self._prepare(data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad])
                 data.valid_records += rows.height
                 if rows.height == 0:
                     continue
@@ -765,28 +677,10 @@ class _Run:
     def _chunk_rows(
         self, chunk: bytes, fi: int, offset: int
     ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-        if chunk.find(_SEP.encode()) == -1:
-            temp = self._temp_path()
-            with open(temp, "wb") as f:
-                f.write(chunk)
-            try:
-                df = _read_csv_lines(temp)
-            except pl.exceptions.ComputeError:
-                df = None  # invalid UTF-8 somewhere: read line by line
-            finally:
-                os.unlink(temp)
-            if df is not None:
-                return (
-                    df.with_row_index(_LINENO, offset=offset + 1)
-                    .filter(pl.col(_LINE).is_not_null())
-                    .select(
-                        pl.col(_LINE),
-                        pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
-                        pl.col(_LINENO).cast(pl.UInt32),
-                    ),
-                    [],
-                )
-        import io
+        rows = scan_lines(chunk, self.spec.key, fi, offset + 1)
+        if rows is not None:
+            return rows, []
+        import io  # a line that is not UTF-8: line by line, to report it
 
         return self._python_rows(sources.iter_ndjson_lines("", io.BytesIO(chunk)), fi, offset)
 
@@ -860,10 +754,11 @@ class _Run:
         return target
 
     def _read_file(
-        self, path: str, fi: int
-    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]], str | None]:
-        """Rows (line, fi, ln) of one file, records that could not even be cut out as text
-        (line, raw, message), and the local plain NDJSON path (None: read record by record)."""
+        self, path: str, fi: int, threads: int = 1
+    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+        """Rows (line, fi, ln, k, ok, s1, s2) of one file (`scan_lines` on `threads` threads,
+        else record by record), and the records that could not even be cut out as text (line,
+        raw, message)."""
         local = self._local_plain(path)
         try:
             with open(local, "rb") as f:
@@ -874,39 +769,19 @@ class _Run:
             ) from None
         fmt = sources.sniff_format(head)
         pre_bad: list[tuple[int, str, str]] = []
-        if fmt == "ndjson" and not head.startswith(b"\xef\xbb\xbf"):
-            # A file holding the separator byte is read line by line. `read_csv` fails on most
-            # such files, but drops a trailing field of the last line silently: when the lines
-            # read do not account for every byte of the file, the file is searched for it.
-            t = _clock()
-            df: pl.DataFrame | None
+        if fmt == "ndjson":
             try:
-                df = _read_csv_lines(local)
-            except pl.exceptions.PolarsError as exc:
-                # a ComputeError: invalid UTF-8 or the separator somewhere: line by line
-                if not isinstance(exc, pl.exceptions.ComputeError) and not _contains_byte(
-                    local, _SEP.encode()
-                ):
-                    raise
-                df = None
-            if (
-                df is not None
-                and not _every_byte_read(df, local)
-                and _contains_byte(local, _SEP.encode())
-            ):
-                df = None
-            self._timed("read_csv", t)
-            if df is not None:
-                df = (
-                    df.with_row_index(_LINENO, offset=1)
-                    .filter(pl.col(_LINE).is_not_null())
-                    .select(
-                        pl.col(_LINE),
-                        pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
-                        pl.col(_LINENO).cast(pl.UInt32),
-                    )
-                )
-                return df, pre_bad, local
+                with open(local, "rb") as f:
+                    text = f.read()
+            except OSError as exc:
+                raise DiffError(
+                    ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+                ) from None
+            rows = scan_lines(text, self.spec.key, fi, threads=threads)
+            del text  # the rows hold it (their strings are views into it)
+            if rows is not None:
+                return rows, pre_bad
+            # a line that is not UTF-8: line by line, to report it
         texts: list[str] = []
         linenos: list[int] = []
         for rec in sources.iter_records(local):
@@ -915,7 +790,7 @@ class _Run:
             else:
                 texts.append(rec.text)
                 linenos.append(rec.line)
-        return _rows_frame(texts, linenos, fi), pre_bad, None
+        return _rows_frame(texts, linenos, fi), pre_bad
 
     def _bad(
         self,
@@ -940,18 +815,21 @@ class _Run:
         data = _SideData(side, location, files, pl.DataFrame(), [0] * len(files))
         frames = []
         pre_bad_all: list[tuple[int, int, str, str]] = []
-        for fi, path in enumerate(files):
-            self.engine._tick(f"read {side}", fi, len(files))
-            df, pre_bad, _plain = self._read_file(path, fi)
-            frames.append(df)
-            pre_bad_all.extend((fi, ln, raw, msg) for ln, raw, msg in pre_bad)
-        self.engine._tick(f"read {side}", len(files), len(files))
+        # Files are read and scanned on every core (reading and scanning release the GIL); a
+        # file gets the cores the other files leave it.
+        workers = _workers()
+        threads = max(1, workers // max(1, len(files)))
+        with ThreadPoolExecutor(min(workers, len(files)) or 1) as pool:
+            loaded = pool.map(lambda fi: self._read_file(files[fi], fi, threads), range(len(files)))
+            for fi, (df, pre_bad) in enumerate(loaded):
+                self.engine._tick(f"read {side}", fi + 1, len(files))
+                frames.append(df)
+                pre_bad_all.extend((fi, ln, raw, msg) for ln, raw, msg in pre_bad)
         if frames:
             rows = pl.concat(frames, how="vertical", rechunk=True)
         else:
             rows = _empty_rows()
-        # The after side is validated lazily (see the module doc).
-        data.frame = self._prepare(data, rows, pre_bad_all, validate=side == "before")
+        data.frame = self._prepare(data, rows, pre_bad_all)
         data.valid_records = data.frame.height
         return data
 
@@ -960,22 +838,18 @@ class _Run:
         data: _SideData,
         rows: pl.DataFrame,
         pre_bad: Sequence[tuple[int, int, str, str]],
-        validate: bool,
     ) -> pl.DataFrame:
-        """Rows (line, fi, ln) -> valid records (k, line, fi, ln): keys cut out, blank lines
-        dropped, bad records reported (fail) or set aside (quarantine); record counts added to
+        """Rows (line, fi, ln, k, ok) -> valid records (k, line, fi, ln): the lines the scanner
+        did not vouch for, or whose key it did not cut out, parsed exactly; blank lines dropped;
+        bad records reported (fail) or set aside (quarantine); record counts added to
         `data.records_per_file`. `pre_bad`: (fi, ln, raw, message) of lines that could not even
         be read as text."""
         t = _clock()
-        keys, valid = _fast_keys(rows[_LINE], self.spec.key, validate)
-        self._timed("keys", t)
-        rows = rows.with_columns(keys.alias(_KEY))
-        # The exact path: lines without a fast key and, when validating, lines the validity
-        # regex does not vouch for.
-        slow_mask = pl.col(_KEY).is_null()
-        if valid is not None:
-            slow_mask = slow_mask | ~valid
-        slow = rows.with_row_index("_r").filter(slow_mask).select("_r", _LINE, _FILE, _LINENO)
+        slow = (
+            rows.with_row_index("_r")
+            .filter(pl.col(_KEY).is_null() | ~pl.col(_OK))
+            .select("_r", _LINE, _FILE, _LINENO)
+        )
         errors: list[tuple[int, int, ErrorClass, str, str]] = []
         for fi, ln, raw, msg in pre_bad:
             errors.append((fi, ln, ErrorClass.MALFORMED_JSON, f"invalid JSON ({msg})", raw))
@@ -996,6 +870,8 @@ class _Run:
                     continue
                 fixed_idx.append(r)
                 fixed_keys.append(token)
+                for path, type_name in jsonvalue.leaf_types(obj).items():
+                    data.types.setdefault(path, set()).add(type_name)
         if fixed_idx:
             rows = rows.with_columns(
                 rows[_KEY].scatter(
@@ -1016,6 +892,14 @@ class _Run:
             data.records_per_file[fi] += 1
         for fi, ln, cls, msg, raw in errors:
             self._bad(data, cls, msg, fi, ln, raw)
+        shapes = (
+            rows.filter(pl.col(_SHAPE1).is_not_null())
+            .unique([_SHAPE1, _SHAPE2], keep="any")
+            .select(_SHAPE1, _SHAPE2, _LINE)
+        )
+        for s1, s2, text in shapes.iter_rows():
+            data.shapes.setdefault((s1, s2), text)
+        self._timed("exact", t)
         return rows.select(_KEY, _LINE, _FILE, _LINENO)
 
     # -----------------------------------------------------------------------------------------
@@ -1043,27 +927,6 @@ class _Run:
         dups = maybe.filter(pl.col(_KEY).is_duplicated())
         if dups.height == 0:
             return
-        if data.side == "after":
-            # After lines are validated lazily: a duplicate may be a bad record in disguise.
-            bad_rows = []
-            for text, fi, ln in dups.select(_LINE, _FILE, _LINENO).iter_rows():
-                try:
-                    parse_record(text)
-                except _Bad as bad:
-                    bad_rows.append((fi, ln, bad, text))
-            bad_rows.sort(key=lambda b: (b[0], b[1]))
-            for fi, ln, bad, text in bad_rows:
-                self._bad(data, bad.error_class, bad.message, fi, ln, text)
-            if bad_rows:
-                gone = pl.DataFrame(
-                    {_FILE: [b[0] for b in bad_rows], _LINENO: [b[1] for b in bad_rows]},
-                    schema={_FILE: pl.UInt32, _LINENO: pl.UInt32},
-                )
-                data.frame = frame = frame.join(gone, on=[_FILE, _LINENO], how="anti")
-                dups = frame.filter(pl.col(_KEY).is_duplicated())
-                data.hash_unique = frame[_HASH].n_unique() == frame.height
-                if dups.height == 0:
-                    return
         dups = dups.sort(_FILE, _LINENO)
         k = dups[_KEY][0]
         where = dups.filter(pl.col(_KEY) == k).head(2)
@@ -1088,18 +951,15 @@ class _Run:
         after: _SideData,
         emit: Callable[[pl.DataFrame], None],
         pool: Any = None,
-        after_validated: bool = False,
-    ) -> pl.Series:
+    ) -> None:
         """Join, classify and compare; hands the event lines (k, line) to `emit` in key order,
-        block after block, and returns the before rows that are byte-identical to their after
-        row (for schema drift).
+        block after block.
 
-        Every after line is known to be a valid record before the first block (a failing run
-        writes no data file). The byte-different pairs, sorted by key, are parsed by the worker
+        Every line of both sides is a valid record (checked when read, so a failing run writes
+        no data file). The byte-different pairs, sorted by key, are parsed by the worker
         processes chunk by chunk while this process formats the inserts and deletes; then each
         chunk's updates go out with the inserts and deletes whose keys sort before the chunk's
-        last key, so that writing overlaps parsing. The leaf types of the inserts and deletes
-        are collected meanwhile (`_start_types`)."""
+        last key, so that writing overlaps parsing."""
         spec = self.spec
         bf, af = before.frame, after.frame
         t = _clock()
@@ -1109,8 +969,7 @@ class _Run:
         matched = joined.filter(pl.col("rb").is_not_null() & pl.col("ra").is_not_null())
         same = bf[_LINE].gather(matched["rb"]) == af[_LINE].gather(matched["ra"])
         self._timed("compare_bytes", t)
-        identical_rb = matched["rb"].filter(same)
-        self.counts["unchanged"] += identical_rb.len()
+        self.counts["unchanged"] += int(same.sum())
         cand = matched.filter(~same).sort(_KEY)
         ins = joined.filter(pl.col("rb").is_null()).select(_KEY, "ra")
         dels = joined.filter(pl.col("ra").is_null()).select(_KEY, "rb")
@@ -1123,19 +982,7 @@ class _Run:
             bf[_LINE].gather(cand["rb"]), af[_LINE].gather(cand["ra"]), spec.ignore, pool
         )
         self._timed("parse", t)
-        # 2. After lines never checked (see the module doc): inserts and byte-different pairs.
-        #    A pair whose after record is bad (quarantined) is a delete: the record left.
-        t = _clock()
-        bad_pairs = None
-        if not after_validated:
-            ins, bad_pairs = self._check_after(after, ins, cand)
-        gone = cand.clear() if bad_pairs is None else cand.filter(bad_pairs)
-        self._timed("validate_after", t)
-        # 3. Leaf types of the inserts and deletes, meanwhile: in the workers after the pairs
-        #    (they are otherwise idle then), or in a thread (one parse per distinct skeleton).
-        types_b = _start_types(bf[_LINE].gather(pl.concat([dels["rb"], gone["rb"]])), pool)
-        types_a = _start_types(af[_LINE].gather(ins["ra"]), pool)
-        # 4. Inserts and deletes as event lines, in key order.
+        # 2. Inserts and deletes as event lines, in key order.
         t = _clock()
         null = pl.lit(None, dtype=pl.String)
         parts = []
@@ -1149,11 +996,10 @@ class _Run:
                     spec.run_date,
                 )
             )
-        for rows in (dels, gone):
-            if rows.height:
-                parts.append(_delete_events(rows, bf, spec))
+        if dels.height:
+            parts.append(_delete_events(dels, bf, spec))
         self.counts["c"] += ins.height
-        self.counts["d"] += dels.height + gone.height
+        self.counts["d"] += dels.height
         others = (
             pl.concat(parts).sort(_KEY)
             if parts
@@ -1163,10 +1009,8 @@ class _Run:
         self._timed("format", t)
         self.engine._tick("diff", 1, 2)
 
-        # 5. Chunk by chunk: updates (semantically equal pairs count as unchanged), merged with
+        # 3. Chunk by chunk: updates (semantically equal pairs count as unchanged), merged with
         #    the inserts and deletes up to the chunk's last key.
-        sig_b: set = set()
-        sig_a: set = set()
         done = 0  # rows of `others` handed out
         while True:
             t = _clock()
@@ -1174,26 +1018,12 @@ class _Run:
             self._timed("parse", t)
             if item is None:
                 break
-            lo, hi, (pairs, sb, sa, field_counts) = item
+            lo, hi, (pairs, field_counts) = item
             t = _clock()
-            sig_b |= sb
-            sig_a |= sa
             self.field_counts.update(field_counts)
-            changed_json: list[str | None] = []
-            for i, res in enumerate(pairs, lo):
-                if res[0] == "u":
-                    changed_json.append(res[1])
-                elif res[0] == "=":
-                    changed_json.append(None)
-                elif bad_pairs is not None and bad_pairs[i]:  # `gone` (step 2)
-                    changed_json.append(None)
-                else:  # every after line was checked in step 2
-                    raise RuntimeError(f"after record failed to parse after its check: {res}")
             chunk = cand.slice(lo, hi - lo).with_columns(
-                pl.Series("ch", changed_json, dtype=pl.String)
+                pl.Series("ch", pairs, dtype=pl.String)
             )
-            if bad_pairs is not None:
-                chunk = chunk.filter(~bad_pairs.slice(lo, hi - lo))
             updates = chunk.filter(pl.col("ch").is_not_null())
             self.counts["u"] += updates.height
             self.counts["unchanged"] += chunk.height - updates.height
@@ -1225,80 +1055,7 @@ class _Run:
             emit(lines)
         if done < others.height:
             emit(others.slice(done))
-        t = _clock()
-        self._types["before"] = _merge_types(
-            self._types["before"], _types_from_signatures(sig_b), types_b()
-        )
-        self._types["after"] = _merge_types(
-            self._types["after"], _types_from_signatures(sig_a), types_a()
-        )
-        self._timed("types", t)
         self.engine._tick("diff", 2, 2)
-        return identical_rb
-
-    def _check_after(
-        self, after: _SideData, ins: pl.DataFrame, cand: pl.DataFrame
-    ) -> tuple[pl.DataFrame, pl.Series | None]:
-        """Check the after lines of the inserts and pairs (the validity regex, then the exact
-        parser for the lines it does not vouch for): bad records fail the run or are
-        quarantined. Returns the valid inserts and which pairs have a bad after record (None:
-        none)."""
-        af = after.frame
-        rows = pl.concat([ins["ra"], cand["ra"]])
-        errors = check_records(af[_LINE].gather(rows))
-        if not errors:
-            return ins, None
-        bad = [False] * rows.len()
-        after_errors: list[tuple[int, int, _Bad, str]] = []
-        for i, error_class, message in errors:
-            bad[i] = True
-            ra = rows[i]
-            after_errors.append(
-                (
-                    af[_FILE][ra],
-                    af[_LINENO][ra],
-                    _Bad(ErrorClass(error_class), message),
-                    af[_LINE][ra],
-                )
-            )
-        after_errors.sort(key=lambda e: (e[0], e[1]))
-        for fi, ln, b, text in after_errors:
-            self._bad(after, b.error_class, b.message, fi, ln, text)
-        self._check_empty_after_quarantine(after, len(after_errors))
-        mask = pl.Series(bad, dtype=pl.Boolean)
-        return ins.filter(~mask.slice(0, ins.height)), mask.slice(ins.height)
-
-    def _check_empty_after_quarantine(self, after: _SideData, n_bad: int) -> None:
-        if after.frame.height - n_bad <= 0 and "after" not in self.spec.allow_empty:
-            raise DiffError(
-                ErrorClass.EMPTY_SNAPSHOT,
-                "after snapshot has no records (allow it with --allow-empty after)",
-                file=after.location,
-            )
-
-    # -----------------------------------------------------------------------------------------
-    # Schema drift
-
-    def _schema_drift(self, identical: Iterator[pl.Series]) -> mf.SchemaDrift:
-        """Exact drift; see step 6 of the module doc. `identical`: the unchanged lines, in
-        chunks (read only when some path's types differ between the parsed records)."""
-        tb, ta = self._types["before"], self._types["after"]
-        paths = sorted(p for p in tb.keys() | ta.keys() if tb.get(p, set()) != ta.get(p, set()))
-        if not paths:
-            return mf.SchemaDrift()
-        # Types of these paths among the unchanged lines (they count on both sides).
-        known = {p: tb.get(p, set()) & ta.get(p, set()) for p in paths}
-        found: dict[str, set[str]] = {p: set() for p in paths}
-        for lines in identical:
-            chunk = _types_in_lines(lines, paths, {p: known[p] | found[p] for p in paths})
-            for p, types in chunk.items():
-                found[p] |= types
-        before = {p: tb.get(p, set()) | found.get(p, set()) for p in tb.keys() | found.keys()}
-        after = {p: ta.get(p, set()) | found.get(p, set()) for p in ta.keys() | found.keys()}
-        before = {p: t for p, t in before.items() if t}
-        after = {p: t for p, t in after.items() if t}
-        return mf.schema_drift(before, after)
-
 
 class _BackgroundWriter:
     """Calls `write(block)` for each block `put`, in order, in a thread; `close()` waits for
@@ -1379,61 +1136,37 @@ _FORMAT_BATCH = 50_000  # events formatted at a time
 _CHUNK_BYTES = int(os.environ.get("DIFFCORE_CHUNK_BYTES", 256 * 1024 * 1024))  # partitioned mode
 
 
-def _signature(leaves: dict[str, Any]) -> tuple:
-    """What a record contributes to schema drift, cheap to make and to deduplicate."""
-    return (tuple(leaves), tuple(map(type, leaves.values())))
-
-
 def _work_chunk(
-    job: tuple[list[str], list[str], tuple[str, ...]],
-) -> tuple[list[tuple], set, set, dict[str, int]]:
-    """Parse and compare one chunk of pairs (runs in a worker process or inline)."""
+    job: tuple[list[bytes], list[bytes], tuple[str, ...]],
+) -> tuple[list[str | None], dict[str, int]]:
+    """Parse and compare one chunk of pairs (runs in a worker process or inline). Both texts
+    are valid records (checked when read)."""
     b_texts, a_texts, ignore = job
-    pairs: list[tuple] = []
-    sig_b: set = set()
-    sig_a: set = set()
+    pairs: list[str | None] = []
     counts: dict[str, int] = {}
     dumps = jsonvalue.compact_json
     # Hot loop: names bound locally; the same changed lists recur, so their JSON is cached.
-    changed_json: dict[tuple[str, ...], tuple[str, str]] = {}
+    changed_json: dict[tuple[str, ...], str] = {}
     append = pairs.append
-    add_b = sig_b.add
-    add_a = sig_a.add
     leaves_into = jsonvalue.leaves_into
     changed_from = jsonvalue.changed_from_leaves
-    equal = ("=",)
     for b_text, a_text in zip(b_texts, a_texts, strict=False):
         lb: dict[str, Any] = {}
         leaves_into(parse_json(b_text), "", lb)
-        add_b((tuple(lb), tuple(map(type, lb.values()))))
-        try:
-            a = parse_record(a_text)
-        except _Bad as bad:
-            append(("bad", bad.error_class.value, bad.message))
-            continue
         la: dict[str, Any] = {}
-        leaves_into(a, "", la)
-        add_a((tuple(la), tuple(map(type, la.values()))))
+        leaves_into(parse_json(a_text), "", la)
         changed = changed_from(lb, la, ignore)
         if changed:
             signature = tuple(changed)
             result = changed_json.get(signature)
             if result is None:
-                result = changed_json[signature] = ("u", dumps(changed))
+                result = changed_json[signature] = dumps(changed)
             append(result)
             for path in changed:
                 counts[path] = counts.get(path, 0) + 1
         else:
-            append(equal)
-    return pairs, sig_b, sig_a, counts
-
-
-def _types_from_signatures(signatures: Iterable[tuple]) -> dict[str, set[str]]:
-    acc: dict[str, set[str]] = {}
-    for paths, types in signatures:
-        for path, t in zip(paths, types, strict=False):
-            acc.setdefault(path, set()).add(jsonvalue.LEAF_TYPE_NAMES[t])
-    return acc
+            append(None)
+    return pairs, counts
 
 
 def _workers() -> int:
@@ -1453,12 +1186,10 @@ def iter_pairs(
     a_lines: pl.Series,
     ignore: Sequence[str] = (),
     pool: Any = None,
-) -> Iterator[tuple[int, int, tuple[list[tuple], set, set, dict[str, int]]]]:
+) -> Iterator[tuple[int, int, tuple[list[str | None], dict[str, int]]]]:
     """Parse and compare the byte-different pairs in chunks: yields `(lo, hi, result)` in
-    order, `result` being `_work_chunk` of pairs lo..hi-1: per pair `("u", changed paths as
-    JSON)`, `("=",)` (equal by contract) or `("bad", class, message)` when the after text is not
-    a valid record; the signatures of the records parsed (before: all; after: the valid ones);
-    how often each path changed.
+    order, `result` being `_work_chunk` of pairs lo..hi-1: per pair the changed paths as JSON,
+    or None (equal by contract), and how often each path changed.
 
     With a `multiprocessing` pool every chunk is handed to the workers now, and parsed while the
     caller goes on (the caller can use the first chunks while the workers parse the next); a
@@ -1480,90 +1211,6 @@ def iter_pairs(
     results = pool.imap(_work_chunk, jobs, chunksize=1)
     return ((lo, hi, r) for (lo, hi), r in zip(bounds, results, strict=True))
 
-
-def _types_chunk(texts: list[bytes]) -> set:
-    """The signatures of valid records (runs in a worker process)."""
-    signatures = set()
-    add = signatures.add
-    for text in texts:
-        leaves: dict[str, Any] = {}
-        jsonvalue.leaves_into(parse_json(text), "", leaves)
-        add((tuple(leaves), tuple(map(type, leaves.values()))))
-    return signatures
-
-
-def _start_types(lines: pl.Series, pool: Any = None) -> Callable[[], dict[str, set[str]]]:
-    """Start collecting the leaf types of valid records; call the result to get them. With a
-    pool, the workers parse the records (queued after the work already given to them);
-    without one, `skeleton_types` runs in a thread (Polars releases the GIL)."""
-    if pool is not None and lines.len() >= _PARALLEL_MIN:
-        step = -(-lines.len() // 4)
-        jobs = (_texts(lines.slice(lo, step)) for lo in range(0, lines.len(), step))
-        pending = pool.imap_unordered(_types_chunk, jobs, chunksize=1)
-        return lambda: _types_from_signatures(set().union(*pending))
-    from concurrent.futures import ThreadPoolExecutor
-
-    thread = ThreadPoolExecutor(1)
-    future = thread.submit(skeleton_types, lines)
-    thread.shutdown(wait=False)
-    return future.result
-
-
-def check_records(lines: pl.Series) -> list[tuple[int, str, str]]:
-    """`(index, error class, message)` of the lines that are not valid records: the validity
-    regex vouches for most; the others are parsed exactly."""
-    if lines.len() == 0:
-        return []
-    ok = _streaming(pl.DataFrame({_LINE: lines}), [pl.col(_LINE).str.contains(VALID_RECORD_REGEX)])
-    suspect = (~ok.to_series()).arg_true()
-    errors = []
-    for i in suspect.to_list():
-        try:
-            parse_record(lines[i])
-        except _Bad as bad:
-            errors.append((i, bad.error_class.value, bad.message))
-    return errors
-
-
-_STRING_LITERAL = r'"(?:[^"\\]|\\.)*"'
-
-
-def skeleton_types(lines: pl.Series) -> dict[str, set[str]]:
-    """`leaf path -> set of JSON types` over valid JSON object texts, parsing one text per
-    distinct skeleton. The skeleton is the text with every string replaced by `s` and every
-    number by `n` (literals and punctuation kept), paired with the sequence of member names:
-    two valid texts with the same skeleton and names have the same leaves and leaf types."""
-    if lines.len() == 0:
-        return {}
-    line = pl.col(_LINE)
-    reps = (
-        pl.DataFrame({_LINE: lines})
-        .lazy()
-        .with_columns(
-            line.str.replace_all(_STRING_LITERAL, "s")
-            .str.replace_all(r"-?[0-9][0-9.eE+\-]*", "n")
-            .alias("sk"),
-            line.str.extract_all(_STRING_LITERAL + r"\s*:").list.join("\x1f").alias("nm"),
-        )
-        .unique(["sk", "nm"], keep="any")
-        .select(_LINE)
-        .collect(engine="streaming")[_LINE]
-        .to_list()
-    )
-    signatures = set()
-    for text in reps:
-        leaves: dict[str, Any] = {}
-        jsonvalue.leaves_into(parse_json(text), "", leaves)
-        signatures.add(_signature(leaves))
-    return _types_from_signatures(signatures)
-
-
-def _merge_types(*parts: dict[str, set[str]]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for part in parts:
-        for path, types in part.items():
-            out.setdefault(path, set()).update(types)
-    return out
 
 
 _EVENT_TAIL = '"run_date":"{run_date}","event_id":"'
@@ -1644,43 +1291,3 @@ def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl
     )
 
 
-def _types_in_lines(
-    lines: pl.Series, paths: Sequence[str], known: dict[str, set[str]]
-) -> dict[str, set[str]]:
-    """For each path, the set of JSON types it has in some line of `lines` (exact).
-
-    Only types not in `known[path]` are searched (those are already present on both sides);
-    a type is looked for among the lines a regex prefilter lets through, parsing them in
-    batches until one confirms it.
-    """
-    found: dict[str, set[str]] = {p: set() for p in paths}
-    if lines.len() == 0:
-        return found
-    frame = pl.DataFrame({_LINE: lines})
-    escaped = frame.filter(pl.col(_LINE).str.contains(r"\\[u/]"))  # names may be escaped
-    parsed_escaped = False
-
-    def absorb(texts: Iterable[str]) -> None:
-        for text in texts:
-            obj = parse_json(text)
-            if isinstance(obj, dict):
-                for path, value in jsonvalue.leaves(obj).items():
-                    if path in found:
-                        found[path].add(jsonvalue.json_type(value))
-
-    for path in paths:
-        name = jsonvalue.member_name_regex(path)
-        for t, start in jsonvalue.TYPE_START.items():
-            if t in found[path] or t in known.get(path, set()):
-                continue
-            if not parsed_escaped and escaped.height:
-                absorb(escaped[_LINE].to_list())
-                parsed_escaped = True
-                if t in found[path]:
-                    continue
-            hits = frame.filter(pl.col(_LINE).str.contains(rf"{name}\s*:\s*{start}"))[_LINE]
-            for offset in range(0, hits.len(), 2000):
-                absorb(hits.slice(offset, 2000).to_list())
-                if t in found[path]:
-                    break
-    return found

@@ -1,0 +1,282 @@
+"""The scanner against the standard library's JSON parser (the contract's exact parser is
+`json.loads` with NaN/Infinity rejected): whatever it vouches for must be right; what it
+declines, the caller parses. Views are read back with pyarrow."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import linescan
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def exact(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def get_path(obj: Any, path: str) -> Any:
+    for step in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(step)
+    return obj
+
+
+def exact_key(text: str, key: tuple[str, ...]) -> str | None:
+    """The key token the engine's exact path gives, or None (no valid record or no key)."""
+    try:
+        obj = exact(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    tokens = []
+    for path in key:
+        value = get_path(obj, path)
+        if value is None:
+            return None
+        tokens.append(canonical(value))
+    return "\x1f".join(tokens)
+
+
+def leaf_types(obj: dict, prefix: str = "") -> dict[str, str]:
+    """The contract's leaves (null members skipped, objects descended, arrays whole)."""
+    out: dict[str, str] = {}
+    for name, value in obj.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            out.update(leaf_types(value, f"{prefix}{name}."))
+        else:
+            kind = {str: "s", bool: "b", list: "a"}.get(type(value), "n")
+            out[prefix + name] = kind
+    return out
+
+
+def scan(data: bytes, key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every line's scan result as a dict (line, key, flags, shape)."""
+    steps = [[step.encode() for step in path.split(".")] for path in key]
+    n, lv, kv, flags, s1, s2, key_data, bad_utf8 = linescan.scan(data, steps)
+    text = pa.py_buffer(data)
+    kbuf = text if key_data is None else pa.py_buffer(key_data)
+    lines = pa.Array.from_buffers(pa.binary_view(), n, [None, pa.py_buffer(lv), text])
+    keys = pa.Array.from_buffers(pa.binary_view(), n, [None, pa.py_buffer(kv), kbuf])
+    h1 = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(s1)]).to_pylist()
+    h2 = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(s2)]).to_pylist()
+    out = []
+    for i in range(n):
+        f = flags[i]
+        out.append(
+            {
+                "line": lines[i].as_py(),
+                "key": keys[i].as_py().decode() if f & linescan.KEY else None,
+                "blank": bool(f & linescan.BLANK),
+                "valid": bool(f & linescan.VALID),
+                "utf8": bool(f & linescan.UTF8),
+                "shape": (h1[i], h2[i]),
+            }
+        )
+    assert sum(not r["utf8"] for r in out) == bad_utf8
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Random records, written with random spacing, escapes and member order
+
+_names = st.sampled_from(["id", "a", "b", "c", "d", "é", 'q"t', "id2", "c.d"])
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+_values = st.recursive(
+    _scalars,
+    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(_names, c, max_size=3)),
+    max_leaves=8,
+)
+_objects = st.dictionaries(_names, _values, max_size=5)
+KEYS = (("id",), ("c.d",), ("id", "a"), ("é",), ('q"t',), ("a.b.c",))
+
+
+def render(obj: Any, rng: random.Random) -> str:
+    """JSON text of `obj` with random spacing, escaping, number spelling; same value."""
+    ws = lambda: rng.choice(["", "", " ", "\t", " \r "])  # noqa: E731
+    if isinstance(obj, dict):
+        items = [
+            f"{ws()}{json.dumps(k, ensure_ascii=rng.random() < 0.3)}{ws()}:{ws()}{render(v, rng)}{ws()}"
+            for k, v in obj.items()
+        ]
+        if obj and rng.random() < 0.1:  # a duplicated member: the last one counts
+            k = rng.choice(list(obj))
+            items.insert(0, f"{json.dumps(k)}:{render(obj[k], rng)}")
+        return "{" + ",".join(items) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(ws() + render(v, rng) + ws() for v in obj) + "]"
+    if isinstance(obj, int) and not isinstance(obj, bool) and rng.random() < 0.1:
+        return f"{obj}.0" if rng.random() < 0.5 else f"{obj}e0"
+    return json.dumps(obj, ensure_ascii=rng.random() < 0.3)
+
+
+def check_line(result: dict[str, Any], text: str, key: tuple[str, ...]) -> None:
+    """What the scanner says of one line is what the exact parser says."""
+    assert result["line"] == text.rstrip("\r").encode()
+    if result["blank"]:
+        assert not text.strip(" \t\r\n")
+        return
+    if result["valid"]:
+        assert isinstance(exact(text), dict), text
+    if result["key"] is not None:
+        assert result["valid"]
+        assert result["key"] == exact_key(text, key), (text, key)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_objects, min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_valid_records_vouched_for_and_keys_exact(objs: list[dict], rng: random.Random) -> None:
+    lines = [render(o, rng) for o in objs]
+    data = "\n".join(lines).encode()
+    for key in KEYS:
+        results = scan(data, key)
+        assert len(results) == len(lines)
+        for result, text, obj in zip(results, lines, objs, strict=True):
+            check_line(result, text, key)
+            assert result["valid"], text  # every valid record without lone surrogates
+    # A key that is an integer, a string without escapes or a boolean, written once: cut out.
+    simple = [f'{{"x":[1,{{"id":0}}],"id":{v},"y":{{"id":"z"}}}}' for v in ("12", '"k"', "true")]
+    assert [r["key"] for r in scan("\n".join(simple).encode(), ("id",))] == ["12", '"k"', "true"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _objects,
+    st.randoms(use_true_random=False),
+    st.integers(0, 60),
+    st.sampled_from(
+        ["", ",", "}", "{", "]", "x", "\\", '"', "[", "1e", "\x01", " ", "\\ud800", "\u2028", ":"]
+    ),
+)
+def test_bad_text_never_vouched_for(obj: dict, rng: random.Random, cut: int, noise: str) -> None:
+    text = render(obj, rng)
+    for candidate in (text[:cut] + noise + text[cut:], text[:cut], noise + text, text + noise):
+        for key in KEYS[:3]:
+            for result in scan(candidate.encode(), key):  # no line for empty text
+                check_line(result, candidate, key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_objects, min_size=2, max_size=8), st.randoms(use_true_random=False))
+def test_same_shape_same_leaf_types(objs: list[dict], rng: random.Random) -> None:
+    lines = [render(o, rng) for o in objs]
+    results = scan("\n".join(lines).encode(), ("id",))
+    by_shape: dict[tuple[int, int], dict[str, str]] = {}
+    for result, text in zip(results, lines, strict=True):
+        types = leaf_types(exact(text))
+        assert by_shape.setdefault(result["shape"], types) == types, text
+
+
+def test_shape_sees_names_nesting_and_types_not_array_contents() -> None:
+    lines = [
+        '{"a":1,"b":"x"}',
+        '{"a":2.5e3,"b":"yy"}',  # same names and types
+        '{"a":"1","b":"x"}',  # a is a string
+        '{"b":"x","a":1}',  # other order (a finer shape: still exact)
+        '{"a":{"b":1}}',
+        '{"a.b":1}',  # not the nesting above
+        '{"a":[1,{"z":"q"}],"b":"x"}',
+        '{"a":[],"b":"y"}',  # arrays are leaves: contents do not count
+    ]
+    shapes = [r["shape"] for r in scan("\n".join(lines).encode(), ("id",))]
+    assert shapes[0] == shapes[1]
+    assert shapes[6] == shapes[7]
+    assert len({shapes[i] for i in (0, 2, 3, 4, 5, 6)}) == 6
+
+
+def test_lines_blank_lines_crlf_and_last_line() -> None:
+    data = b'{"id":1}\r\n\n  \t\n{"id":2}\r\r\n{"id":3}'
+    results = scan(data, ("id",))
+    assert [r["line"] for r in results] == [b'{"id":1}', b"", b"  \t", b'{"id":2}', b'{"id":3}']
+    assert [r["blank"] for r in results] == [False, True, True, False, False]
+    assert [r["key"] for r in results] == ["1", None, None, "2", "3"]
+    assert scan(b"", ("id",)) == []
+    assert len(scan(b'{"id":1}\n', ("id",))) == 1  # a final newline ends the last line
+
+
+@pytest.mark.parametrize(
+    ("text", "valid", "key"),
+    [
+        ('{"id":1}', True, "1"),
+        ('{"id":-0}', True, None),  # the integer 0: canonically "0", left to the parser
+        ('{"id":1.0}', True, None),
+        ('{"id":"a\\u0062"}', True, None),  # escapes: left to the parser
+        ('{"i\\u0064":1}', True, None),  # an escaped member name may be the key
+        ('{"id":1,"id":2}', True, None),  # duplicated key member: the last one counts
+        ('{"id":null}', True, None),
+        ('{"id":{"x":1}}', True, None),
+        ('{"x":1}', True, None),
+        ('{"id":"\\ud800"}', False, None),  # lone surrogate: the exact parser decides
+        ('{"id":"\\udc00\\ud800"}', False, None),
+        ('{"id":"\\ud83d\\ude00"}', True, None),  # a pair is fine (escaped: no fast key)
+        ('{"id":1', False, None),
+        ('{"id":01}', False, None),
+        ('{"id":1,}', False, None),
+        ("[1]", False, None),
+        ('{"id":NaN}', False, None),
+        ('{"a":"\x01"}', False, None),
+        ('{"id":1} x', False, None),
+        ("[" * 70 + "]" * 70, False, None),
+    ],
+)
+def test_cases(text: str, valid: bool, key: str | None) -> None:
+    (result,) = scan(text.encode(), ("id",))
+    assert (result["valid"], result["key"]) == (valid, key)
+    check_line(result, text, ("id",))
+
+
+def test_depth_limit_declines_not_rejects() -> None:
+    deep = '{"id":1,"a":' + "[" * 80 + "]" * 80 + "}"
+    (result,) = scan(deep.encode(), ("id",))
+    assert not result["valid"] and result["utf8"]
+    assert isinstance(exact(deep), dict)  # valid: the caller's exact parse says so
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80"],
+)
+def test_invalid_utf8_counted(raw: bytes) -> None:
+    for data in (b'{"id":1,"s":"' + raw + b'"}', b"x" + raw, b'{"id":"' + raw + b'"}'):
+        (result,) = scan(data, ("id",))
+        assert not result["utf8"] and not result["valid"] and result["key"] is None
+        with pytest.raises(UnicodeDecodeError):
+            data.decode("utf-8")
+
+
+def test_composite_and_nested_keys() -> None:
+    data = '{"t":"日本","o":{"id":"7"},"v":1}\n{"o":{"id":7},"t":"ção"}\n{"o":{"x":1},"t":"a"}'
+    results = scan(data.encode(), ("t", "o.id"))
+    assert [r["key"] for r in results] == ['"日本"\x1f"7"', '"ção"\x1f7', None]
+    long = '{"t":"' + "x" * 40 + '","o":{"id":123456789012345}}'
+    assert scan(long.encode(), ("t", "o.id"))[0]["key"] == '"' + "x" * 40 + '"\x1f123456789012345'
+
+
+def test_arguments_checked() -> None:
+    with pytest.raises(ValueError):
+        linescan.scan(b"{}", [])
+    with pytest.raises(TypeError):
+        linescan.scan(b"{}", [["id"]])  # names are bytes
