@@ -1,7 +1,7 @@
 """The linescan wheel (a CPython extension): built by Pants (`python_distribution` in BUILD)
 and, for the dev venv, by `pip install -e libs/linescan`."""
 
-from setuptools import Extension, setup
+from setuptools import Extension, setup  # pants: no-infer-dep (Pants builds with its own)
 
 setup(
     name="linescan",

@@ -11,7 +11,7 @@ or a boolean, lone surrogate escapes, nesting deeper than 64) it leaves the flag
 caller parses the line exactly. See `_scan.c`.
 """
 
-from linescan._scan import scan
+from linescan._scan import scan  # pants: no-infer-dep (compiled: comes with the :dist wheel)
 
 BLANK = 1  # only JSON whitespace: not a record
 VALID = 2  # certainly a valid JSON object (RFC 8259, UTF-8)
