@@ -20,8 +20,10 @@ files to their final names and computes their manifest entries.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -234,20 +236,18 @@ class RunWriter:
         max_records = self.options.max_records_per_file
         max_bytes = self.options.max_bytes_per_file
         i, n = 0, len(sizes)
+        ends = list(itertools.accumulate(sizes, initial=0))  # ends[j] - ends[i]: bytes of i..j-1
         while i < n:
             part = self._part
             if part is None:
                 part = self._part = _Part(self.folder, len(self.files), self.options.gzip)
             room_records = max_records - part.records
             room_bytes = max_bytes - part.raw_bytes
-            j, acc = i, 0
-            while (
-                j < n
-                and j - i < room_records
-                and (acc + sizes[j] <= room_bytes or (part.records == 0 and j == i))
-            ):
-                acc += sizes[j]
-                j += 1
+            # The most lines from i on that fit both bounds; an empty part takes one line anyway.
+            last = min(n, i + max(0, room_records))
+            j = max(i, bisect.bisect_right(ends, ends[i] + room_bytes, i, last + 1) - 1)
+            if j == i and part.records == 0:
+                j = i + 1
             if j == i:  # the part is full
                 self._close_part()
                 continue

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffcore import layout, store
 from diffcore.manifest import Counts, DataFile, Engine, InputSide, Manifest, SchemaDrift
@@ -76,6 +78,31 @@ def test_parts_bounded_by_bytes_and_write_sized_agrees(tmp_path: Path) -> None:
     c.write_lines(["x" * 100, "y"])
     files_c, _ = c.finish()
     assert [f.records for f in files_c] == [1, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 12), max_size=40),
+    st.integers(1, 40),
+    st.integers(1, 7),
+    st.lists(st.integers(1, 40), max_size=4),
+)
+def test_write_sized_cuts_parts_as_write_does(
+    lengths: list[int], max_bytes: int, max_records: int, cuts: list[int]
+) -> None:
+    import tempfile
+
+    lines = [("é" if n % 3 == 0 else "x") * n for n in lengths]
+    opts = OutputOptions(max_bytes_per_file=max_bytes, max_records_per_file=max_records)
+    with tempfile.TemporaryDirectory() as tmp:
+        one = RunWriter(f"{tmp}/one", opts)
+        one.write_many(lines)
+        blocks = RunWriter(f"{tmp}/blocks", opts)
+        start = 0
+        for cut in cuts + [len(lines)]:  # blocks of any size, one after the other
+            blocks.write_lines(lines[start : start + cut])
+            start += cut
+        assert one.finish() == blocks.finish()
 
 
 def test_gzip_parts_are_deterministic(tmp_path: Path) -> None:

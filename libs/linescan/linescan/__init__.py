@@ -9,13 +9,18 @@ the number of lines that are not UTF-8. The scanner is conservative: where it is
 (escaped or repeated key member names, a key that is not an integer, a string without escapes
 or a boolean, lone surrogate escapes, nesting deeper than 64) it leaves the flag off and the
 caller parses the line exactly. See `_scan.c`.
+
+`changed(before, after)` gives the sorted leaf paths whose values differ between two record
+texts, by the diff contract's rules, or None when the texts alone cannot tell (escaped
+strings, arrays of the same length that differ, ...): the caller then compares the parsed
+records.
 """
 
-from linescan._scan import scan  # pants: no-infer-dep (compiled: comes with the :dist wheel)
+from linescan._scan import changed, scan  # pants: no-infer-dep (compiled: the :dist wheel)
 
 BLANK = 1  # only JSON whitespace: not a record
 VALID = 2  # certainly a valid JSON object (RFC 8259, UTF-8)
 KEY = 4  # the key view holds the canonical JSON text of the key (tokens joined by \x1f)
 UTF8 = 8  # the line is UTF-8
 
-__all__ = ["BLANK", "KEY", "UTF8", "VALID", "scan"]
+__all__ = ["BLANK", "KEY", "UTF8", "VALID", "changed", "scan"]

@@ -665,8 +665,280 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                          bad_utf8);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * changed(before, after): the contract's changed leaf paths of two records, when they can be
+ * told from the text alone; None when not (the caller compares the parsed records).
+ *
+ * Leaves are the non-null scalars and arrays, objects descended (`a.b`). Two leaves are equal
+ * when their texts are equal. Texts that differ mean different values for: strings without
+ * escapes, booleans, integers written canonically, numbers that are exact as doubles (compared
+ * as doubles, as Python compares int and float), arrays of different lengths, and values of
+ * different JSON types. Anything else (escaped strings, arrays of the same length, huge
+ * integers against floats, escaped or repeated member names, very deep or big records) is
+ * declined. */
+
+#define MAX_LEAVES 1024
+#define PATH_ARENA 65536
+#define MAX_PATH 4096
+#define MAX_MEMBERS 256
+
+enum { K_STRING = 1, K_NUMBER, K_BOOLEAN, K_ARRAY };
+#define L_ESCAPED 1 /* a string with escapes */
+#define L_INTEGER 2 /* an integer written canonically (not -0) */
+
+typedef struct {
+    const unsigned char *path;
+    Py_ssize_t path_len;
+    const unsigned char *text;
+    Py_ssize_t text_len;
+    unsigned char kind, flags;
+    Py_ssize_t items; /* arrays: number of elements */
+} leaf;
+
+typedef struct {
+    leaf leaves[MAX_LEAVES];
+    int n;
+    unsigned char arena[PATH_ARENA];
+    Py_ssize_t used;
+    unsigned char path[MAX_PATH];
+    Py_ssize_t path_len;
+} leafset;
+
+static int count_items(parser *ps, int depth, Py_ssize_t *items) {
+    int unsure = 0;
+    *items = 0;
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ']') {
+        ps->p++;
+        return 1;
+    }
+    for (;;) {
+        if (!parse_value(ps, depth, &unsure) || unsure) return 0;
+        (*items)++;
+        skip_ws(ps);
+        if (ps->p >= ps->end) return 0;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == ']') {
+            ps->p++;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+/* The leaves of the object at ps->p into `ls` (paths prefixed by ls->path). 0: declined. */
+static int collect(parser *ps, leafset *ls, int depth) {
+    const unsigned char *names[MAX_MEMBERS];
+    Py_ssize_t lens[MAX_MEMBERS];
+    int members = 0;
+    Py_ssize_t prefix = ls->path_len;
+    if (depth > MAX_DEPTH) return 0;
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+        ps->p++;
+        return 1;
+    }
+    for (;;) {
+        if (ps->p >= ps->end || *ps->p != '"') return 0;
+        const unsigned char *name = ps->p + 1;
+        int escaped = 0, unsure = 0;
+        if (!parse_string(ps, &escaped, &unsure) || escaped || unsure) return 0;
+        Py_ssize_t len = (ps->p - 1) - name;
+        if (members == MAX_MEMBERS) return 0;
+        for (int i = 0; i < members; i++) /* a repeated name: the last one counts */
+            if (lens[i] == len && memcmp(names[i], name, len) == 0) return 0;
+        names[members] = name;
+        lens[members++] = len;
+        if (prefix + len + 1 > MAX_PATH) return 0;
+        memcpy(ls->path + prefix, name, len);
+        ls->path_len = prefix + len;
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') return 0;
+        ps->p++;
+        skip_ws(ps);
+        if (ps->p >= ps->end) return 0;
+        const unsigned char *v = ps->p;
+        unsigned char c = *v, kind = 0, flags = 0;
+        Py_ssize_t items = 0;
+        if (c == '{') {
+            ls->path[ls->path_len++] = '.';
+            if (!collect(ps, ls, depth + 1)) return 0;
+        } else if (c == 'n') {
+            if (!parse_literal(ps, "null", 4)) return 0; /* a null member is no leaf */
+        } else if (c == '"') {
+            escaped = 0;
+            if (!parse_string(ps, &escaped, &unsure) || unsure) return 0;
+            kind = K_STRING;
+            flags = escaped ? L_ESCAPED : 0;
+        } else if (c == 't' || c == 'f') {
+            if (!(c == 't' ? parse_literal(ps, "true", 4) : parse_literal(ps, "false", 5)))
+                return 0;
+            kind = K_BOOLEAN;
+        } else if (c == '[') {
+            if (!count_items(ps, depth + 1, &items)) return 0;
+            kind = K_ARRAY;
+        } else {
+            int integer;
+            if (!parse_number(ps, &integer)) return 0;
+            kind = K_NUMBER;
+            if (integer && !(ps->p - v == 2 && v[0] == '-')) flags = L_INTEGER;
+        }
+        if (kind) {
+            if (ls->n == MAX_LEAVES || ls->used + ls->path_len > PATH_ARENA) return 0;
+            leaf *l = &ls->leaves[ls->n++];
+            memcpy(ls->arena + ls->used, ls->path, ls->path_len);
+            l->path = ls->arena + ls->used;
+            l->path_len = ls->path_len;
+            ls->used += ls->path_len;
+            l->text = v;
+            l->text_len = ps->p - v;
+            l->kind = kind;
+            l->flags = flags;
+            l->items = items;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end) return 0;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == '}') {
+            ps->p++;
+            ls->path_len = prefix;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static int leaf_order(const void *x, const void *y) {
+    const leaf *a = x, *b = y;
+    Py_ssize_t n = a->path_len < b->path_len ? a->path_len : b->path_len;
+    int c = memcmp(a->path, b->path, n);
+    if (c) return c;
+    return (a->path_len > b->path_len) - (a->path_len < b->path_len);
+}
+
+/* The leaves of a record text, sorted by path (UTF-8 byte order is code point order). */
+static int leaves_of(const unsigned char *text, Py_ssize_t len, leafset *ls) {
+    parser ps;
+    memset(&ps, 0, sizeof ps);
+    ps.p = text;
+    ps.end = text + len;
+    ps.line = text;
+    ls->n = 0;
+    ls->used = 0;
+    ls->path_len = 0;
+    skip_ws(&ps);
+    if (ps.p >= ps.end || *ps.p != '{' || !collect(&ps, ls, 1)) return 0;
+    skip_ws(&ps);
+    if (ps.p != ps.end) return 0;
+    qsort(ls->leaves, ls->n, sizeof(leaf), leaf_order);
+    for (int i = 1; i < ls->n; i++) /* `a.b` written both nested and as one name */
+        if (leaf_order(&ls->leaves[i - 1], &ls->leaves[i]) == 0) return 0;
+    return 1;
+}
+
+/* A number's value as a double, when that is exact for the comparison; 0: declined. */
+static int number_value(const leaf *l, double *out) {
+    char buf[64];
+    if (l->text_len >= (Py_ssize_t)sizeof buf) return 0;
+    if (l->flags & L_INTEGER) {
+        Py_ssize_t digits = l->text_len - (l->text[0] == '-');
+        if (digits > 15) return 0; /* not exact as a double */
+    }
+    memcpy(buf, l->text, l->text_len);
+    buf[l->text_len] = 0;
+    char *stop;
+    *out = strtod(buf, &stop);
+    return stop == buf + l->text_len;
+}
+
+/* 1 equal, 0 different, -1 declined */
+static int leaf_equal(const leaf *a, const leaf *b) {
+    if (a->text_len == b->text_len && memcmp(a->text, b->text, a->text_len) == 0) return 1;
+    if (a->kind != b->kind) return 0;
+    switch (a->kind) {
+    case K_STRING:
+        return (a->flags | b->flags) & L_ESCAPED ? -1 : 0;
+    case K_BOOLEAN:
+        return 0;
+    case K_ARRAY:
+        return a->items != b->items ? 0 : -1;
+    default: {
+        if ((a->flags & b->flags) & L_INTEGER) return 0;
+        double x, y;
+        if (!number_value(a, &x) || !number_value(b, &y)) return -1;
+        return x == y;
+    }
+    }
+}
+
+static leafset *left_set, *right_set; /* one pair of buffers, used with the GIL held */
+
+static PyObject *changed_paths(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "changed(before, after) takes two bytes objects");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "changed(before, after) takes two bytes objects");
+        return NULL;
+    }
+    if (!left_set) {
+        left_set = PyMem_RawMalloc(sizeof(leafset));
+        right_set = PyMem_RawMalloc(sizeof(leafset));
+        if (!left_set || !right_set) return PyErr_NoMemory();
+    }
+    leafset *L = left_set, *R = right_set;
+    if (!leaves_of((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), L) ||
+        !leaves_of((const unsigned char *)PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), R))
+        Py_RETURN_NONE;
+    /* Merge the two sorted lists; decide every common path before building anything. */
+    const leaf *out[2 * MAX_LEAVES];
+    int n = 0, i = 0, j = 0;
+    while (i < L->n || j < R->n) {
+        int c = i == L->n ? 1 : j == R->n ? -1 : leaf_order(&L->leaves[i], &R->leaves[j]);
+        if (c < 0) {
+            out[n++] = &L->leaves[i++];
+        } else if (c > 0) {
+            out[n++] = &R->leaves[j++];
+        } else {
+            int eq = leaf_equal(&L->leaves[i], &R->leaves[j]);
+            if (eq < 0) Py_RETURN_NONE;
+            if (!eq) out[n++] = &L->leaves[i];
+            i++;
+            j++;
+        }
+    }
+    PyObject *list = PyList_New(n);
+    if (!list) return NULL;
+    for (int k = 0; k < n; k++) {
+        PyObject *path = PyUnicode_DecodeUTF8((const char *)out[k]->path, out[k]->path_len, NULL);
+        if (!path) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, path);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(changed_doc,
+             "changed(before, after) -> list[str] | None\n\n"
+             "The sorted leaf paths whose values differ between two JSON object texts (bytes), "
+             "by the diff contract; None when that cannot be told from the texts alone.");
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"changed", (PyCFunction)(void (*)(void))changed_paths, METH_FASTCALL, changed_doc},
     {NULL, NULL, 0, NULL},
 };
 

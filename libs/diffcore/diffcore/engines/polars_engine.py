@@ -47,16 +47,16 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import linescan
 import polars as pl
 
 import diffcore
+import linescan
 from diffcore import jsonvalue, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
@@ -531,7 +531,7 @@ class _Run:
             lines = events[_LINE].slice(offset, _FORMAT_BATCH)
             writer.write_sized(
                 (lines.str.len_bytes() + 1).to_list(),
-                lambda i, j, lines=lines: _csv_bytes(lines.slice(i, j - i)),
+                lambda i, j, lines=lines: _lines_bytes(lines.slice(i, j - i)),
             )
         self.engine._tick("write", total, total)
 
@@ -982,36 +982,52 @@ class _Run:
             bf[_LINE].gather(cand["rb"]), af[_LINE].gather(cand["ra"]), spec.ignore, pool
         )
         self._timed("parse", t)
-        # 2. Inserts and deletes as event lines, in key order.
-        t = _clock()
-        null = pl.lit(None, dtype=pl.String)
-        parts = []
-        if ins.height:
-            parts.append(
-                format_events(
-                    pl.DataFrame({_KEY: ins[_KEY], "a": af[_LINE].gather(ins["ra"])}).select(
-                        _KEY, pl.lit("c").alias("op"), null.alias("b"), "a", null.alias("ch")
-                    ),
-                    spec.key,
-                    spec.run_date,
-                )
-            )
-        if dels.height:
-            parts.append(_delete_events(dels, bf, spec))
+        # 2. Inserts and deletes, in key order: formatted with the updates of the block their
+        #    keys fall in, so that the first block goes to the writer early.
+        ins, dels = ins.sort(_KEY), dels.sort(_KEY)
         self.counts["c"] += ins.height
         self.counts["d"] += dels.height
-        others = (
-            pl.concat(parts).sort(_KEY)
-            if parts
-            else pl.DataFrame({_KEY: [], _LINE: []}, schema={_KEY: pl.String, _LINE: pl.String})
-        )
-        del parts
-        self._timed("format", t)
+        taken = [0, 0]  # rows of ins, dels handed out
+
+        def block(bound: str | None, updates: pl.DataFrame | None = None) -> pl.DataFrame:
+            """Event lines, sorted by key: the inserts and deletes not handed out yet with a key
+            up to `bound` (None: all), and the `updates` (k, rb, ra, ch)."""
+            t = _clock()
+            frames = []
+            for side, (rows, op) in enumerate(((ins, "c"), (dels, "d"))):
+                start = taken[side]
+                end = rows.height
+                if bound is not None:
+                    end = int(rows[_KEY].search_sorted(bound, side="right"))
+                taken[side] = end
+                if end > start:
+                    rows = rows.slice(start, end - start)
+                    texts = (af if op == "c" else bf)[_LINE].gather(
+                        rows["ra" if op == "c" else "rb"]
+                    )
+                    frames.append(_event_rows(rows[_KEY], op, texts))
+            if updates is not None and updates.height:
+                frames.append(
+                    _event_rows(
+                        updates[_KEY],
+                        "u",
+                        bf[_LINE].gather(updates["rb"]),
+                        af[_LINE].gather(updates["ra"]),
+                        updates["ch"],
+                    )
+                )
+            lines = (
+                format_events(pl.concat(frames), spec.key, spec.run_date).sort(_KEY)
+                if frames
+                else pl.DataFrame({_KEY: [], _LINE: []}, schema={_KEY: pl.String, _LINE: pl.String})
+            )
+            self._timed("format", t)
+            return lines
+
         self.engine._tick("diff", 1, 2)
 
         # 3. Chunk by chunk: updates (semantically equal pairs count as unchanged), merged with
         #    the inserts and deletes up to the chunk's last key.
-        done = 0  # rows of `others` handed out
         while True:
             t = _clock()
             item = next(chunks, None)
@@ -1019,43 +1035,16 @@ class _Run:
             if item is None:
                 break
             lo, hi, (pairs, field_counts) = item
-            t = _clock()
             self.field_counts.update(field_counts)
-            chunk = cand.slice(lo, hi - lo).with_columns(
-                pl.Series("ch", pairs, dtype=pl.String)
-            )
+            chunk = cand.slice(lo, hi - lo).with_columns(pl.Series("ch", pairs, dtype=pl.String))
             updates = chunk.filter(pl.col("ch").is_not_null())
             self.counts["u"] += updates.height
             self.counts["unchanged"] += chunk.height - updates.height
-            end = (
-                others.height
-                if hi == cand.height
-                else others[_KEY].search_sorted(cand[_KEY][hi - 1], side="right")
-            )
-            block = [others.slice(done, end - done)]
-            done = end
-            if updates.height:
-                block.append(
-                    format_events(
-                        pl.DataFrame(
-                            {
-                                _KEY: updates[_KEY],
-                                "op": pl.Series(["u"] * updates.height, dtype=pl.String),
-                                "b": bf[_LINE].gather(updates["rb"]),
-                                "a": af[_LINE].gather(updates["ra"]),
-                                "ch": updates["ch"],
-                            }
-                        ),
-                        spec.key,
-                        spec.run_date,
-                    )
-                )
-            lines = pl.concat(block).sort(_KEY)
-            self._timed("format", t)
-            emit(lines)
-        if done < others.height:
-            emit(others.slice(done))
+            emit(block(None if hi == cand.height else cand[_KEY][hi - 1], updates))
+        if taken != [ins.height, dels.height]:
+            emit(block(None))
         self.engine._tick("diff", 2, 2)
+
 
 class _BackgroundWriter:
     """Calls `write(block)` for each block `put`, in order, in a thread; `close()` waits for
@@ -1117,13 +1106,9 @@ def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.Da
     return jb.join(ja, on=_KEY, how="full", coalesce=True).select(_KEY, "rb", "ra")
 
 
-def _csv_bytes(lines: pl.Series) -> bytes:
-    """The lines as UTF-8 bytes, one per line, without a round trip through Python strings."""
-    import io
-
-    buffer = io.BytesIO()
-    pl.DataFrame({_LINE: lines}).write_csv(buffer, include_header=False, quote_style="never")
-    return buffer.getvalue()
+def _lines_bytes(lines: pl.Series) -> bytes:
+    """The lines as UTF-8 bytes, a newline after each (one join of the lines' bytes)."""
+    return b"\n".join([*lines.cast(pl.Binary).to_list(), b""])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1150,12 +1135,17 @@ def _work_chunk(
     append = pairs.append
     leaves_into = jsonvalue.leaves_into
     changed_from = jsonvalue.changed_from_leaves
+    from_text = linescan.changed
     for b_text, a_text in zip(b_texts, a_texts, strict=False):
-        lb: dict[str, Any] = {}
-        leaves_into(parse_json(b_text), "", lb)
-        la: dict[str, Any] = {}
-        leaves_into(parse_json(a_text), "", la)
-        changed = changed_from(lb, la, ignore)
+        changed = from_text(b_text, a_text)  # most pairs: told from the texts, in C
+        if changed is None:  # the others: parsed and compared leaf by leaf
+            lb: dict[str, Any] = {}
+            leaves_into(parse_json(b_text), "", lb)
+            la: dict[str, Any] = {}
+            leaves_into(parse_json(a_text), "", la)
+            changed = changed_from(lb, la, ignore)
+        elif ignore:
+            changed = [p for p in changed if not jsonvalue.is_ignored(p, ignore)]
         if changed:
             signature = tuple(changed)
             result = changed_json.get(signature)
@@ -1212,19 +1202,28 @@ def iter_pairs(
     return ((lo, hi, r) for (lo, hi), r in zip(bounds, results, strict=True))
 
 
-
 _EVENT_TAIL = '"run_date":"{run_date}","event_id":"'
 
 
-def _delete_events(rows: pl.DataFrame, before: pl.DataFrame, spec: RunSpec) -> pl.DataFrame:
-    """`d` event lines for `rows` (key, `rb` = row of the before record in `before`)."""
-    null = pl.lit(None, dtype=pl.String)
-    return format_events(
-        pl.DataFrame({_KEY: rows[_KEY], "b": before[_LINE].gather(rows["rb"])}).select(
-            _KEY, pl.lit("d").alias("op"), "b", null.alias("a"), null.alias("ch")
-        ),
-        spec.key,
-        spec.run_date,
+def _event_rows(
+    keys: pl.Series,
+    op: str,
+    first: pl.Series,
+    after: pl.Series | None = None,
+    changed: pl.Series | None = None,
+) -> pl.DataFrame:
+    """The (k, op, b, a, ch) frame of `format_events`: `first` is the after record of a `c`,
+    the before record of a `d` or `u` (`after` and `changed` then given)."""
+    none = pl.Series([None] * keys.len(), dtype=pl.String)
+    b, a = (none, first) if op == "c" else (first, none if after is None else after)
+    return pl.DataFrame(
+        {
+            _KEY: keys,
+            "op": pl.Series([op] * keys.len(), dtype=pl.String),
+            "b": b,
+            "a": a,
+            "ch": none if changed is None else changed,
+        }
     )
 
 
@@ -1289,5 +1288,3 @@ def format_events(events: pl.DataFrame, key: Sequence[str], run_date: str) -> pl
             ).alias(_LINE),
         ],
     )
-
-
