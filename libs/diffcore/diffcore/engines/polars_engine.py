@@ -963,17 +963,11 @@ class _Run:
         spec = self.spec
         bf, af = before.frame, after.frame
         t = _clock()
-        joined = _join_keys(bf, af, before.hash_unique and after.hash_unique)
+        pairing = _pair_rows(bf, af, before.hash_unique and after.hash_unique)
         self._timed("join", t)
-        t = _clock()
-        matched = joined.filter(pl.col("rb").is_not_null() & pl.col("ra").is_not_null())
-        same = bf[_LINE].gather(matched["rb"]) == af[_LINE].gather(matched["ra"])
-        self._timed("compare_bytes", t)
-        self.counts["unchanged"] += int(same.sum())
-        cand = matched.filter(~same).sort(_KEY)
-        ins = joined.filter(pl.col("rb").is_null()).select(_KEY, "ra")
-        dels = joined.filter(pl.col("ra").is_null()).select(_KEY, "rb")
-        del joined, matched, same
+        self.counts["unchanged"] += pairing.unchanged
+        cand, ins, dels = pairing.cand, pairing.ins, pairing.dels
+        del pairing
         self.engine._tick("diff", 0, 2)
 
         # 1. Byte-different pairs: parse both, compare leaf by leaf (in the workers, meanwhile).
@@ -1083,12 +1077,15 @@ class _BackgroundWriter:
             raise self._error
 
 
-def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.DataFrame:
-    """Full join of the two sides' keys: (k, rb, ra), rb/ra the row numbers (null: absent).
+def _pair_rows(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> _Pairing:
+    """The records of both sides paired by key: `unchanged` (how many pairs have the same
+    bytes), `cand` (k, rb, ra) the pairs whose bytes differ, sorted by key, `ins` (k, ra) and
+    `dels` (k, rb), rb/ra being row numbers.
 
     When the 64-bit key hashes are unique on each side, the join runs on them (cheaper than
-    on text) and every matched pair's keys are then compared as text; any mismatch (a hash
-    collision across the sides) falls back to the join on the text."""
+    on text). A pair of equal lines has equal keys (the key comes from the line), so only the
+    pairs whose bytes differ have their keys compared as text; a mismatch (a hash collision
+    across the sides) falls back to the join on the text."""
     if hashes_unique and bf.height and af.height:
         joined = (  # the streaming engine joins on every thread; row order is not needed
             bf.lazy()
@@ -1096,14 +1093,43 @@ def _join_keys(bf: pl.DataFrame, af: pl.DataFrame, hashes_unique: bool) -> pl.Da
             .with_row_index("rb")
             .join(af.lazy().select(_HASH).with_row_index("ra"), on=_HASH, how="full", coalesce=True)
             .collect(engine="streaming")
+            .select("rb", "ra")
         )
-        kb = bf[_KEY].gather(joined["rb"])
-        ka = af[_KEY].gather(joined["ra"])
-        if bool(((kb == ka) | kb.is_null() | ka.is_null()).all()):
-            return joined.select(kb.fill_null(ka).alias(_KEY), "rb", "ra")
+        pairing = _classify(bf, af, joined)
+        if (pairing.cand[_KEY] == af[_KEY].gather(pairing.cand["ra"])).all():
+            return pairing
     jb = bf.select(_KEY).with_row_index("rb")
     ja = af.select(_KEY).with_row_index("ra")
-    return jb.join(ja, on=_KEY, how="full", coalesce=True).select(_KEY, "rb", "ra")
+    return _classify(bf, af, jb.join(ja, on=_KEY, how="full", coalesce=True).select("rb", "ra"))
+
+
+@dataclass(frozen=True)
+class _Pairing:
+    unchanged: int
+    cand: pl.DataFrame
+    ins: pl.DataFrame
+    dels: pl.DataFrame
+
+
+def _classify(bf: pl.DataFrame, af: pl.DataFrame, joined: pl.DataFrame) -> _Pairing:
+    """`_pair_rows` from the full join's row numbers (rb, ra); keys taken from the before side
+    for pairs (the caller checks them when the join was on hashes)."""
+    both = pl.col("rb").is_not_null() & pl.col("ra").is_not_null()
+    matched = joined.filter(both)
+    same = _streaming(  # compared on every thread
+        pl.DataFrame({"b": bf[_LINE].gather(matched["rb"]), "a": af[_LINE].gather(matched["ra"])}),
+        [pl.col("b") == pl.col("a")],
+    ).to_series()
+    cand = matched.filter(~same)
+    cand = cand.select(bf[_KEY].gather(cand["rb"]).alias(_KEY), "rb", "ra").sort(_KEY)
+    ins = joined.filter(pl.col("rb").is_null())
+    dels = joined.filter(pl.col("ra").is_null())
+    return _Pairing(
+        unchanged=int(same.sum()),
+        cand=cand,
+        ins=ins.select(af[_KEY].gather(ins["ra"]).alias(_KEY), "ra"),
+        dels=dels.select(bf[_KEY].gather(dels["rb"]).alias(_KEY), "rb"),
+    )
 
 
 def _lines_bytes(lines: pl.Series) -> bytes:

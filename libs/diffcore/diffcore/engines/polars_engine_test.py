@@ -688,3 +688,22 @@ def test_parse_json_exactness() -> None:
 def test_key_values_roundtrip() -> None:
     token = pe._KEY_JOIN.join(['"x"', "18446744073709551616", "true"])
     assert pe.key_values(token, ("a", "b", "c")) == {"a": "x", "b": 2**64, "c": True}
+
+
+def test_pairing_survives_a_hash_collision_across_sides() -> None:
+    """Keys `2` (before) and `3` (after) given the same 64-bit hash: the join on hashes pairs
+    them, their lines differ, their keys are compared, and the join on text decides."""
+    bf = pl.DataFrame(
+        {pe._KEY: ["1", "2"], pe._LINE: ['{"id":1}', '{"id":2}'], pe._HASH: [10, 20]},
+        schema_overrides={pe._HASH: pl.UInt64},
+    )
+    af = pl.DataFrame(
+        {pe._KEY: ["1", "3"], pe._LINE: ['{"id":1}', '{"id":3}'], pe._HASH: [10, 20]},
+        schema_overrides={pe._HASH: pl.UInt64},
+    )
+    pairing = pe._pair_rows(bf, af, hashes_unique=True)
+    assert pairing.unchanged == 1 and pairing.cand.height == 0
+    assert pairing.ins[pe._KEY].to_list() == ["3"] and pairing.dels[pe._KEY].to_list() == ["2"]
+    # Without the collision the same frames pair by hash alone.
+    af = af.with_columns(pl.Series(pe._HASH, [10, 30], dtype=pl.UInt64))
+    assert pe._pair_rows(bf, af, hashes_unique=True).ins[pe._KEY].to_list() == ["3"]
