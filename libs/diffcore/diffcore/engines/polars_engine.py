@@ -43,6 +43,7 @@ memory follows the partition size, not the snapshot size.
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
 import shutil
 import tempfile
@@ -158,17 +159,34 @@ def key_steps(key: Sequence[str]) -> list[list[bytes]]:
     return [[step.encode() for step in path.split(".")] for path in key]
 
 
-def _line_parts(text: memoryview, size: int) -> list[memoryview]:
-    """`text` cut after newlines into parts of about `size` bytes (the last may lack one)."""
+def _map_file(path: str) -> mmap.mmap | bytes:
+    """The file's bytes, memory-mapped (read-only, pages loaded at once): no copy, the page
+    cache is the buffer. The lines' strings point into it, so it stays mapped as long as they
+    live. (A file truncated by someone else during the run would kill the process with
+    SIGBUS; nothing it wrote would look complete: see docs/decisions.md.)"""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(
+            f.fileno(),
+            0,
+            flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+            prot=mmap.PROT_READ,
+        )
+
+
+def _line_parts(text: bytes | mmap.mmap, begin: int, size: int) -> list[memoryview]:
+    """`text[begin:]` cut after newlines into parts of about `size` bytes (the last may lack
+    one), as views (no copy)."""
+    view = memoryview(text)
     parts = []
-    start, n = 0, len(text)
-    raw = text.obj if isinstance(text.obj, bytes) and len(text.obj) == n else bytes(text)
+    start, n = begin, len(text)
     while start < n:
         stop = min(start + size, n)
         if stop < n:
-            nl = raw.find(b"\n", stop - 1)
+            nl = text.find(b"\n", stop - 1)
             stop = n if nl == -1 else nl + 1
-        parts.append(text[start:stop])
+        parts.append(view[start:stop])
         start = stop
     return parts
 
@@ -213,7 +231,7 @@ def _scan_part(part: memoryview, steps: list[list[bytes]]) -> tuple[pl.DataFrame
 
 
 def scan_lines(
-    text: bytes | memoryview,
+    text: bytes | mmap.mmap,
     key: Sequence[str],
     fi: int,
     first_line: int = 1,
@@ -224,11 +242,9 @@ def scan_lines(
     the line is a valid JSON object (else the exact parser decides); blank lines dropped; `ln`
     counted from `first_line`. None when some line is not UTF-8. Parts are scanned on
     `threads` threads (default: every core; the scanner releases the GIL)."""
-    view = memoryview(text)
-    if first_line == 1 and view[:3] == b"\xef\xbb\xbf":
-        view = view[3:]  # a UTF-8 byte order mark
+    bom = first_line == 1 and text[:3] == b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped
     steps = key_steps(key)
-    parts = _line_parts(view, _SCAN_PART_BYTES)
+    parts = _line_parts(text, 3 if bom else 0, _SCAN_PART_BYTES)
     threads = min(len(parts), threads or _workers())
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
@@ -771,8 +787,7 @@ class _Run:
         pre_bad: list[tuple[int, str, str]] = []
         if fmt == "ndjson":
             try:
-                with open(local, "rb") as f:
-                    text = f.read()
+                text = _map_file(local)
             except OSError as exc:
                 raise DiffError(
                     ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
@@ -918,7 +933,7 @@ class _Run:
         (then the join can use them)."""
         frame = data.frame = data.frame.with_columns(pl.col(_KEY).hash().alias(_HASH))
         data.hash_unique = True
-        if frame.height < 2:
+        if frame.height < 2 or frame[_HASH].n_unique() == frame.height:  # the common case, cheap
             return
         maybe = frame.filter(pl.col(_HASH).is_duplicated())
         if maybe.height == 0:
