@@ -154,7 +154,7 @@ def test_valid_records_vouched_for_and_keys_exact(objs: list[dict], rng: random.
     for key in KEYS:
         results = scan(data, key)
         assert len(results) == len(lines)
-        for result, text, obj in zip(results, lines, objs, strict=True):
+        for result, text in zip(results, lines, strict=True):
             check_line(result, text, key)
             assert result["valid"], text  # every valid record without lone surrogates
     # A key that is an integer, a string without escapes or a boolean, written once: cut out.
@@ -280,3 +280,41 @@ def test_arguments_checked() -> None:
         linescan.scan(b"{}", [])
     with pytest.raises(TypeError):
         linescan.scan(b"{}", [["id"]])  # names are bytes
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changed"),
+    [
+        ('{"a":1,"b":"x"}', '{"b":"x","a":1}', []),  # member order
+        ('{"a":1}', '{"a":1.0}', []),  # numbers by value
+        ('{"a":1500}', '{"a":15e2}', []),
+        ('{"a":0.1}', '{"a":0.10}', []),
+        ('{"a":-0}', '{"a":0}', []),
+        ('{"a":1,"n":null}', '{"a":1}', []),  # a null member is no leaf
+        ('{"o":{}}', '{"o":null}', []),
+        ('{"a":1}', '{"a":2}', ["a"]),
+        ('{"a":1152921504606846977}', '{"a":1152921504606846978}', ["a"]),  # beyond 2**53
+        ('{"a":1}', '{"a":"1"}', ["a"]),  # type-strict
+        ('{"a":true}', '{"a":1}', ["a"]),
+        ('{"a":true}', '{"a":false}', ["a"]),
+        ('{"a":"é"}', '{"a":"e"}', ["a"]),
+        ('{"a":[1,2]}', '{"a":[1,2,3]}', ["a"]),  # arrays of other lengths
+        ('{"o":{"x":1,"y":2}}', '{"o":{"x":1},"z":[]}', ["o.y", "z"]),
+        ('{"é":1,"b":1}', '{"é":2,"b":2}', ["b", "é"]),  # code point order
+        ('{"a":"\\u00e9"}', '{"a":"é"}', None),  # escapes: the parsed values decide
+        ('{"a":[1,2]}', '{"a":[1,3]}', None),  # same length: element by element
+        ('{"a":1152921504606846977}', '{"a":1.0}', None),  # no exact double
+        ('{"a":1,"a":2}', '{"a":2}', None),  # a repeated member
+        ('{"a.b":1}', '{"a":{"b":1}}', []),  # the same leaf path
+        ('{"a.b":1,"a":{"b":1}}', '{"a":{"b":1}}', None),  # one path twice
+        ('{"a":1}', "[1]", None),
+        ('{"a":1}', '{"a":1', None),
+    ],
+)
+def test_changed_from_text(before: str, after: str, changed: list[str] | None) -> None:
+    assert linescan.changed(before.encode(), after.encode()) == changed
+
+
+def test_changed_arguments_checked() -> None:
+    with pytest.raises(TypeError):
+        linescan.changed("{}", b"{}")  # bytes only

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import linescan
 from diffcore import events, jsonvalue, layout, store
 from diffcore.engines import polars_engine as pe
 from diffcore.engines.polars_engine import PolarsEngine
@@ -617,6 +618,28 @@ def test_scanned_keys_agree_with_exact_keys(objs: list[dict], rng: random.Random
             except pe._Bad:
                 exact = None
             assert token is None or token == exact, (line, key, token, exact)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_objects, st.randoms(use_true_random=False), st.data())
+def test_changed_from_text_agrees_with_the_contract(
+    before: dict, rng: random.Random, data: st.DataObject
+) -> None:
+    """`linescan.changed` (the C comparison of two record texts) gives the contract's changed
+    paths (`jsonvalue.changed_paths`) or declines; after a small edit, or none."""
+    after = json.loads(json.dumps(before))
+    for _ in range(data.draw(st.integers(0, 2))):
+        path = data.draw(st.sampled_from(["id", "a", "b", "c.d", "é", "a.b"]))
+        target, *rest = path.split(".")
+        value = data.draw(_values)
+        if rest and isinstance(after.get(target), dict):
+            after[target][rest[0]] = value
+        else:
+            after[target] = value
+    b_text, a_text = _render(before, rng), _render(after, rng)
+    got = linescan.changed(b_text.encode(), a_text.encode())
+    if got is not None:
+        assert got == jsonvalue.changed_paths(jsonvalue.loads(b_text), jsonvalue.loads(a_text))
 
 
 def test_scan_lines_numbers_lines_across_parts(monkeypatch: pytest.MonkeyPatch) -> None:
