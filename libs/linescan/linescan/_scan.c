@@ -20,6 +20,7 @@
 #define F_VALID 2   /* certainly a valid JSON object */
 #define F_KEY 4     /* the key view holds the key's canonical text */
 #define F_UTF8 8    /* the line is valid UTF-8 (may be held in a Polars String column) */
+#define F_TYPED 16  /* the line's leaf types are in the scan's type set */
 
 #define MAX_DEPTH 64
 #define MAX_PATHS 16
@@ -453,49 +454,6 @@ static inline void put_view(unsigned char *v, const unsigned char *base, Py_ssiz
     }
 }
 
-static int parse_keyspec(PyObject *paths, keyspec *ks) {
-    PyObject *seq = PySequence_Fast(paths, "key paths must be a sequence");
-    if (!seq) return 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n < 1 || n > MAX_PATHS) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "between 1 and 16 key paths");
-        return 0;
-    }
-    ks->npaths = (int)n;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *steps = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "steps");
-        if (!steps) {
-            Py_DECREF(seq);
-            return 0;
-        }
-        Py_ssize_t m = PySequence_Fast_GET_SIZE(steps);
-        if (m < 1 || m > MAX_STEPS) {
-            Py_DECREF(steps);
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "between 1 and 16 steps per key path");
-            return 0;
-        }
-        ks->nsteps[i] = (int)m;
-        for (Py_ssize_t j = 0; j < m; j++) {
-            PyObject *b = PySequence_Fast_GET_ITEM(steps, j);
-            char *s;
-            Py_ssize_t len;
-            if (PyBytes_AsStringAndSize(b, &s, &len) < 0) {
-                Py_DECREF(steps);
-                Py_DECREF(seq);
-                return 0;
-            }
-            /* the objects stay alive: `paths` is held by the caller during the call */
-            ks->step[i][j] = s;
-            ks->steplen[i][j] = len;
-        }
-        Py_DECREF(steps);
-    }
-    Py_DECREF(seq);
-    return 1;
-}
-
 typedef struct {
     unsigned char *data;
     Py_ssize_t len, cap;
@@ -513,156 +471,6 @@ static int grow_put(growbuf *g, const unsigned char *s, Py_ssize_t n) {
     memcpy(g->data + g->len, s, n);
     g->len += n;
     return 1;
-}
-
-PyDoc_STRVAR(
-    scan_doc,
-    "scan(data, key_paths) -> (lines, line_views, key_views, flags, shape1, shape2, key_data,\n"
-    "                          bad_utf8)\n\n"
-    "data: bytes-like NDJSON text (< 2 GiB); key_paths: for each key path, its member names as "
-    "UTF-8 bytes. lines: the number of lines (a last line without a newline counts); "
-    "line_views/key_views: Arrow string views (16 bytes per line) into data (buffer 0) or "
-    "key_data (composite keys only: tokens joined by \\x1f); flags: one byte per "
-    "line (1 blank, 2 valid object, 4 key cut out, 8 valid UTF-8); shape1/shape2: per line, "
-    "two 64-bit hashes of its member names, nesting and leaf types (0 unless valid); "
-    "bad_utf8: lines that are not UTF-8.");
-
-static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    PyObject *paths;
-    if (!PyArg_ParseTuple(args, "y*O", &buf, &paths)) return NULL;
-    keyspec ks;
-    if (!parse_keyspec(paths, &ks)) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    if (buf.len >= INT32_MAX) {
-        PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "data must be smaller than 2 GiB");
-        return NULL;
-    }
-    const unsigned char *data = buf.buf;
-    Py_ssize_t size = buf.len;
-    Py_ssize_t nlines = 0;
-    Py_BEGIN_ALLOW_THREADS;
-    const unsigned char *p = data, *end = data + size;
-    while (p < end) {
-        const unsigned char *nl = memchr(p, '\n', end - p);
-        nlines++;
-        if (!nl) break;
-        p = nl + 1;
-    }
-    Py_END_ALLOW_THREADS;
-    PyObject *lines_v = PyBytes_FromStringAndSize(NULL, nlines * 16);
-    PyObject *keys_v = PyBytes_FromStringAndSize(NULL, nlines * 16);
-    PyObject *flags_b = PyBytes_FromStringAndSize(NULL, nlines);
-    PyObject *shape1 = PyBytes_FromStringAndSize(NULL, nlines * 8);
-    PyObject *shape2 = PyBytes_FromStringAndSize(NULL, nlines * 8);
-    if (!lines_v || !keys_v || !flags_b || !shape1 || !shape2) {
-        Py_XDECREF(lines_v);
-        Py_XDECREF(keys_v);
-        Py_XDECREF(flags_b);
-        Py_XDECREF(shape1);
-        Py_XDECREF(shape2);
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    uint64_t *s1 = (uint64_t *)PyBytes_AS_STRING(shape1);
-    uint64_t *s2 = (uint64_t *)PyBytes_AS_STRING(shape2);
-    unsigned char *lv = (unsigned char *)PyBytes_AS_STRING(lines_v);
-    unsigned char *kv = (unsigned char *)PyBytes_AS_STRING(keys_v);
-    unsigned char *fl = (unsigned char *)PyBytes_AS_STRING(flags_b);
-    Py_ssize_t bad_utf8 = 0;
-    int oom = 0;
-    int composite = ks.npaths > 1;
-    growbuf keydata = {NULL, 0, 0};
-    Py_BEGIN_ALLOW_THREADS;
-    const unsigned char *p = data, *end = data + size;
-    for (Py_ssize_t i = 0; i < nlines; i++) {
-        const unsigned char *nl = memchr(p, '\n', end - p);
-        const unsigned char *stop = nl ? nl : end;
-        const unsigned char *lend = stop;
-        while (lend > p && lend[-1] == '\r') lend--;
-        unsigned char flags = 0;
-        parser ps;
-        ps.p = p;
-        ps.end = lend;
-        ps.ks = &ks;
-        ps.line = p;
-        ps.key_unsure = 0;
-        ps.h1 = 0x243F6A8885A308D3ULL;
-        ps.h2 = 0x13198A2E03707344ULL;
-        ps.hashing = 1;
-        for (int k = 0; k < ks.npaths; k++) ps.tok_start[k] = -1;
-        skip_ws(&ps);
-        int unsure = 0;
-        if (ps.p >= lend) {
-            flags = F_BLANK | F_UTF8;
-        } else if (*ps.p == '{' && parse_object(&ps, 1, (1u << ks.npaths) - 1, 0, &unsure) &&
-                   (skip_ws(&ps), ps.p == lend) && !unsure) {
-            flags = F_VALID | F_UTF8;
-            int key_ok = !ps.key_unsure;
-            for (int k = 0; k < ks.npaths && key_ok; k++)
-                key_ok = ps.tok_start[k] >= 0 && ps.tok_canonical[k];
-            if (key_ok) flags |= F_KEY;
-        } else if (utf8_valid(p, lend)) {
-            flags = F_UTF8;
-        } else {
-            bad_utf8++;
-        }
-        put_view(lv + i * 16, data, p - data, lend - p, 0);
-        if (flags & F_KEY) {
-            if (!composite) {
-                put_view(kv + i * 16, data, (p - data) + ps.tok_start[0], ps.tok_len[0], 0);
-            } else {
-                Py_ssize_t start = keydata.len;
-                for (int k = 0; k < ks.npaths && !oom; k++) {
-                    if (k && !grow_put(&keydata, (const unsigned char *)"\x1f", 1)) oom = 1;
-                    if (!oom && !grow_put(&keydata, p + ps.tok_start[k], ps.tok_len[k])) oom = 1;
-                }
-                if (oom) break;
-                if (keydata.len >= INT32_MAX) {
-                    oom = 1;
-                    break;
-                }
-                put_view(kv + i * 16, keydata.data, start, keydata.len - start, 0);
-            }
-        } else {
-            memset(kv + i * 16, 0, 16);
-        }
-        fl[i] = flags;
-        s1[i] = (flags & F_VALID) ? ps.h1 : 0;
-        s2[i] = (flags & F_VALID) ? ps.h2 : 0;
-        p = stop + 1;
-    }
-    Py_END_ALLOW_THREADS;
-    PyBuffer_Release(&buf);
-    if (oom) {
-        free(keydata.data);
-        Py_DECREF(lines_v);
-        Py_DECREF(keys_v);
-        Py_DECREF(flags_b);
-        Py_DECREF(shape1);
-        Py_DECREF(shape2);
-        return PyErr_NoMemory();
-    }
-    PyObject *kd;
-    if (composite) {
-        kd = PyBytes_FromStringAndSize((const char *)keydata.data, keydata.len);
-        free(keydata.data);
-        if (!kd) {
-            Py_DECREF(lines_v);
-            Py_DECREF(keys_v);
-            Py_DECREF(flags_b);
-            Py_DECREF(shape1);
-            Py_DECREF(shape2);
-            return NULL;
-        }
-    } else {
-        kd = Py_NewRef(Py_None);
-    }
-    return Py_BuildValue("(nNNNNNNn)", nlines, lines_v, keys_v, flags_b, shape1, shape2, kd,
-                         bad_utf8);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -879,6 +687,341 @@ static int leaf_equal(const leaf *a, const leaf *b) {
         return x == y;
     }
     }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Leaf types of a scan: the distinct (leaf path, type) pairs of the lines with a fast key,
+ * collected once per distinct shape (the first line of each shape is walked again). */
+
+typedef struct {
+    uint64_t h1, h2;
+    unsigned char state; /* 0 empty, 1 typed, 2 declined (its lines go to the exact path) */
+} shape_slot;
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t off, len; /* path bytes in `paths` */
+    unsigned char kind;  /* 0: empty slot */
+} type_slot;
+
+typedef struct {
+    shape_slot *shapes;
+    size_t shape_cap, shape_n;
+    type_slot *types;
+    size_t type_cap, type_n;
+    growbuf paths;
+    leafset *leaves;
+} typeset;
+
+static int typeset_init(typeset *t) {
+    memset(t, 0, sizeof *t);
+    t->shape_cap = 64;
+    t->type_cap = 256;
+    t->shapes = calloc(t->shape_cap, sizeof(shape_slot));
+    t->types = calloc(t->type_cap, sizeof(type_slot));
+    t->leaves = malloc(sizeof(leafset));
+    return t->shapes && t->types && t->leaves;
+}
+
+static void typeset_free(typeset *t) {
+    free(t->shapes);
+    free(t->types);
+    free(t->paths.data);
+    free(t->leaves);
+}
+
+/* The slot of a shape (found or empty), the table grown first when half full. */
+static shape_slot *shape_find(typeset *t, uint64_t h1, uint64_t h2) {
+    if (2 * (t->shape_n + 1) > t->shape_cap) {
+        size_t cap = t->shape_cap * 2;
+        shape_slot *grown = calloc(cap, sizeof(shape_slot));
+        if (!grown) return NULL;
+        for (size_t i = 0; i < t->shape_cap; i++) {
+            shape_slot *old = &t->shapes[i];
+            if (!old->state) continue;
+            size_t j = old->h1 & (cap - 1);
+            while (grown[j].state) j = (j + 1) & (cap - 1);
+            grown[j] = *old;
+        }
+        free(t->shapes);
+        t->shapes = grown;
+        t->shape_cap = cap;
+    }
+    size_t j = h1 & (t->shape_cap - 1);
+    while (t->shapes[j].state && !(t->shapes[j].h1 == h1 && t->shapes[j].h2 == h2))
+        j = (j + 1) & (t->shape_cap - 1);
+    return &t->shapes[j];
+}
+
+static uint64_t path_hash(const unsigned char *s, Py_ssize_t n, unsigned char kind) {
+    uint64_t h = 0xCBF29CE484222325ULL ^ kind;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+/* Add (path, kind) to the set; 0 on memory exhaustion. */
+static int type_add(typeset *t, const unsigned char *path, Py_ssize_t len, unsigned char kind) {
+    if (2 * (t->type_n + 1) > t->type_cap) {
+        size_t cap = t->type_cap * 2;
+        type_slot *grown = calloc(cap, sizeof(type_slot));
+        if (!grown) return 0;
+        for (size_t i = 0; i < t->type_cap; i++) {
+            type_slot *old = &t->types[i];
+            if (!old->kind) continue;
+            size_t j = old->hash & (cap - 1);
+            while (grown[j].kind) j = (j + 1) & (cap - 1);
+            grown[j] = *old;
+        }
+        free(t->types);
+        t->types = grown;
+        t->type_cap = cap;
+    }
+    uint64_t h = path_hash(path, len, kind);
+    size_t j = h & (t->type_cap - 1);
+    for (; t->types[j].kind; j = (j + 1) & (t->type_cap - 1)) {
+        type_slot *e = &t->types[j];
+        if (e->hash == h && e->kind == kind && e->len == len &&
+            memcmp(t->paths.data + e->off, path, len) == 0)
+            return 1;
+    }
+    type_slot *e = &t->types[j];
+    e->hash = h;
+    e->kind = kind;
+    e->off = t->paths.len;
+    e->len = len;
+    if (!grow_put(&t->paths, path, len)) return 0;
+    t->type_n++;
+    return 1;
+}
+
+/* Whether the leaf types of a line of this shape are in the set (walking the line the first
+ * time the shape is seen); -1 on memory exhaustion. */
+static int shape_typed(typeset *t, uint64_t h1, uint64_t h2, const unsigned char *line,
+                       Py_ssize_t len) {
+    shape_slot *slot = shape_find(t, h1, h2);
+    if (!slot) return -1;
+    if (slot->state) return slot->state == 1;
+    slot->h1 = h1;
+    slot->h2 = h2;
+    t->shape_n++;
+    if (!leaves_of(line, len, t->leaves)) {
+        slot->state = 2;
+        return 0;
+    }
+    for (int i = 0; i < t->leaves->n; i++) {
+        const leaf *l = &t->leaves->leaves[i];
+        if (!type_add(t, l->path, l->path_len, l->kind)) return -1;
+    }
+    slot->state = 1;
+    return 1;
+}
+
+static int parse_keyspec(PyObject *paths, keyspec *ks) {
+    PyObject *seq = PySequence_Fast(paths, "key paths must be a sequence");
+    if (!seq) return 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > MAX_PATHS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "between 1 and 16 key paths");
+        return 0;
+    }
+    ks->npaths = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *steps = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "steps");
+        if (!steps) {
+            Py_DECREF(seq);
+            return 0;
+        }
+        Py_ssize_t m = PySequence_Fast_GET_SIZE(steps);
+        if (m < 1 || m > MAX_STEPS) {
+            Py_DECREF(steps);
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "between 1 and 16 steps per key path");
+            return 0;
+        }
+        ks->nsteps[i] = (int)m;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *b = PySequence_Fast_GET_ITEM(steps, j);
+            char *s;
+            Py_ssize_t len;
+            if (PyBytes_AsStringAndSize(b, &s, &len) < 0) {
+                Py_DECREF(steps);
+                Py_DECREF(seq);
+                return 0;
+            }
+            /* the objects stay alive: `paths` is held by the caller during the call */
+            ks->step[i][j] = s;
+            ks->steplen[i][j] = len;
+        }
+        Py_DECREF(steps);
+    }
+    Py_DECREF(seq);
+    return 1;
+}
+
+PyDoc_STRVAR(
+    scan_doc,
+    "scan(data, key_paths) -> (lines, line_views, key_views, flags, types, key_data, bad_utf8)\n\n"
+    "data: bytes-like NDJSON text (< 2 GiB); key_paths: for each key path, its member names as "
+    "UTF-8 bytes. lines: the number of lines (a last line without a newline counts); "
+    "line_views/key_views: Arrow string views (16 bytes per line) into data, or into key_data "
+    "(composite keys only: tokens joined by \\x1f); flags: one byte per line (1 blank, 2 valid "
+    "object, 4 key cut out, 8 valid UTF-8, 16 leaf types in `types`); types: the distinct "
+    "(leaf path as UTF-8 bytes, kind) of the lines flagged 16 (kind 1 string, 2 number, "
+    "3 boolean, 4 array); bad_utf8: lines that are not UTF-8.");
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    PyObject *paths;
+    if (!PyArg_ParseTuple(args, "y*O", &buf, &paths)) return NULL;
+    keyspec ks;
+    if (!parse_keyspec(paths, &ks)) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (buf.len >= INT32_MAX) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "data must be smaller than 2 GiB");
+        return NULL;
+    }
+    const unsigned char *data = buf.buf;
+    Py_ssize_t size = buf.len;
+    Py_ssize_t nlines = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    const unsigned char *p = data, *end = data + size;
+    while (p < end) {
+        const unsigned char *nl = memchr(p, '\n', end - p);
+        nlines++;
+        if (!nl) break;
+        p = nl + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    PyObject *lines_v = PyBytes_FromStringAndSize(NULL, nlines * 16);
+    PyObject *keys_v = PyBytes_FromStringAndSize(NULL, nlines * 16);
+    PyObject *flags_b = PyBytes_FromStringAndSize(NULL, nlines);
+    typeset ts;
+    int ts_ok = typeset_init(&ts);
+    if (!lines_v || !keys_v || !flags_b || !ts_ok) {
+        Py_XDECREF(lines_v);
+        Py_XDECREF(keys_v);
+        Py_XDECREF(flags_b);
+        typeset_free(&ts);
+        PyBuffer_Release(&buf);
+        return ts_ok ? NULL : PyErr_NoMemory();
+    }
+    unsigned char *lv = (unsigned char *)PyBytes_AS_STRING(lines_v);
+    unsigned char *kv = (unsigned char *)PyBytes_AS_STRING(keys_v);
+    unsigned char *fl = (unsigned char *)PyBytes_AS_STRING(flags_b);
+    Py_ssize_t bad_utf8 = 0;
+    int oom = 0;
+    int composite = ks.npaths > 1;
+    growbuf keydata = {NULL, 0, 0};
+    Py_BEGIN_ALLOW_THREADS;
+    const unsigned char *p = data, *end = data + size;
+    for (Py_ssize_t i = 0; i < nlines; i++) {
+        const unsigned char *nl = memchr(p, '\n', end - p);
+        const unsigned char *stop = nl ? nl : end;
+        const unsigned char *lend = stop;
+        while (lend > p && lend[-1] == '\r') lend--;
+        unsigned char flags = 0;
+        parser ps;
+        ps.p = p;
+        ps.end = lend;
+        ps.ks = &ks;
+        ps.line = p;
+        ps.key_unsure = 0;
+        ps.h1 = 0x243F6A8885A308D3ULL;
+        ps.h2 = 0x13198A2E03707344ULL;
+        ps.hashing = 1;
+        for (int k = 0; k < ks.npaths; k++) ps.tok_start[k] = -1;
+        skip_ws(&ps);
+        int unsure = 0;
+        if (ps.p >= lend) {
+            flags = F_BLANK | F_UTF8;
+        } else if (*ps.p == '{' && parse_object(&ps, 1, (1u << ks.npaths) - 1, 0, &unsure) &&
+                   (skip_ws(&ps), ps.p == lend) && !unsure) {
+            flags = F_VALID | F_UTF8;
+            int key_ok = !ps.key_unsure;
+            for (int k = 0; k < ks.npaths && key_ok; k++)
+                key_ok = ps.tok_start[k] >= 0 && ps.tok_canonical[k];
+            if (key_ok) flags |= F_KEY;
+        } else if (utf8_valid(p, lend)) {
+            flags = F_UTF8;
+        } else {
+            bad_utf8++;
+        }
+        put_view(lv + i * 16, data, p - data, lend - p, 0);
+        if (flags & F_KEY) {
+            if (!composite) {
+                put_view(kv + i * 16, data, (p - data) + ps.tok_start[0], ps.tok_len[0], 0);
+            } else {
+                Py_ssize_t start = keydata.len;
+                for (int k = 0; k < ks.npaths && !oom; k++) {
+                    if (k && !grow_put(&keydata, (const unsigned char *)"\x1f", 1)) oom = 1;
+                    if (!oom && !grow_put(&keydata, p + ps.tok_start[k], ps.tok_len[k])) oom = 1;
+                }
+                if (oom) break;
+                if (keydata.len >= INT32_MAX) {
+                    oom = 1;
+                    break;
+                }
+                put_view(kv + i * 16, keydata.data, start, keydata.len - start, 0);
+            }
+        } else {
+            memset(kv + i * 16, 0, 16);
+        }
+        if (flags & F_KEY) { /* a record the exact path will not see: its types come from here */
+            int typed = shape_typed(&ts, ps.h1, ps.h2, p, lend - p);
+            if (typed < 0) {
+                oom = 1;
+                break;
+            }
+            if (typed) flags |= F_TYPED;
+        }
+        fl[i] = flags;
+        p = stop + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&buf);
+    if (oom) {
+        free(keydata.data);
+        typeset_free(&ts);
+        Py_DECREF(lines_v);
+        Py_DECREF(keys_v);
+        Py_DECREF(flags_b);
+        return PyErr_NoMemory();
+    }
+    PyObject *types = PyList_New(0);
+    for (size_t j = 0; types && j < ts.type_cap; j++) {
+        type_slot *e = &ts.types[j];
+        if (!e->kind) continue;
+        PyObject *item = Py_BuildValue("(y#i)", ts.paths.data + e->off, e->len, (int)e->kind);
+        if (!item || PyList_Append(types, item) < 0) Py_CLEAR(types);
+        Py_XDECREF(item);
+    }
+    typeset_free(&ts);
+    if (!types) {
+        free(keydata.data);
+        Py_DECREF(lines_v);
+        Py_DECREF(keys_v);
+        Py_DECREF(flags_b);
+        return NULL;
+    }
+    PyObject *kd;
+    if (composite) {
+        kd = PyBytes_FromStringAndSize((const char *)keydata.data, keydata.len);
+        free(keydata.data);
+        if (!kd) {
+            Py_DECREF(lines_v);
+            Py_DECREF(keys_v);
+            Py_DECREF(flags_b);
+            Py_DECREF(types);
+            return NULL;
+        }
+    } else {
+        kd = Py_NewRef(Py_None);
+    }
+    return Py_BuildValue("(nNNNNNn)", nlines, lines_v, keys_v, flags_b, types, kd, bad_utf8);
 }
 
 static leafset *left_set, *right_set; /* one pair of buffers, used with the GIL held */

@@ -79,7 +79,6 @@ _FILE = "fi"
 _LINENO = "ln"
 _HASH = "h"
 _OK = "ok"  # the scanner vouches that the line is a valid JSON object
-_SHAPE1, _SHAPE2 = "s1", "s2"  # the scanner's hash of a line's names, nesting and leaf types
 _KEY_JOIN = "\x1f"  # between the tokens of a composite key (canonical JSON never holds it raw)
 
 ProgressFn = Callable[[str, int, int], None]
@@ -191,12 +190,15 @@ def _line_parts(text: bytes | mmap.mmap, begin: int, size: int) -> list[memoryvi
     return parts
 
 
-def _scan_part(part: memoryview, steps: list[list[bytes]]) -> tuple[pl.DataFrame, int] | None:
-    """(line, k, ok) of every line of `part` (blank ones too) and its number of lines; None
-    when a line is not UTF-8 (a Polars String column cannot hold it)."""
+def _scan_part(
+    part: memoryview, steps: list[list[bytes]]
+) -> tuple[pl.DataFrame, int, set[tuple[str, str]]] | None:
+    """(line, k, ok, _blank) of every line of `part`, its number of lines and the leaf types of
+    the lines with a key; None when a line is not UTF-8 (a Polars String column cannot hold it).
+    `k` is null where the exact path must see the line (it then collects the line's types)."""
     import pyarrow as pa
 
-    n, line_views, key_views, flags, shape1, shape2, key_data, bad_utf8 = linescan.scan(part, steps)
+    n, line_views, key_views, flags, types, key_data, bad_utf8 = linescan.scan(part, steps)
     if bad_utf8:
         return None
     text = pa.py_buffer(part)
@@ -210,24 +212,20 @@ def _scan_part(part: memoryview, steps: list[list[bytes]]) -> tuple[pl.DataFrame
     def numbers(raw: bytes, dtype: Any) -> pl.Series:
         return pl.from_arrow(pa.Array.from_buffers(dtype, n, [None, pa.py_buffer(raw)]))
 
-    valid = (pl.col("_f") & linescan.VALID) != 0
+    fast = linescan.KEY | linescan.TYPED
     frame = pl.DataFrame(
         {
             _LINE: views(line_views, text),
             _KEY: views(key_views, keys_buffer),
             "_f": numbers(flags, pa.uint8()),
-            _SHAPE1: numbers(shape1, pa.uint64()),
-            _SHAPE2: numbers(shape2, pa.uint64()),
         }
     ).select(
         _LINE,
-        pl.when((pl.col("_f") & linescan.KEY) != 0).then(pl.col(_KEY)).alias(_KEY),
-        valid.alias(_OK),
+        pl.when((pl.col("_f") & fast) == fast).then(pl.col(_KEY)).alias(_KEY),
+        ((pl.col("_f") & linescan.VALID) != 0).alias(_OK),
         ((pl.col("_f") & linescan.BLANK) != 0).alias("_blank"),
-        pl.when(valid).then(pl.col(_SHAPE1)).alias(_SHAPE1),
-        pl.when(valid).then(pl.col(_SHAPE2)).alias(_SHAPE2),
     )
-    return frame, n
+    return frame, n, {(path.decode(), linescan.KINDS[kind]) for path, kind in types}
 
 
 def scan_lines(
@@ -236,12 +234,14 @@ def scan_lines(
     fi: int,
     first_line: int = 1,
     threads: int | None = None,
-) -> pl.DataFrame | None:
-    """The records of an NDJSON text as rows (line, fi, ln, k, ok): `k` the key's canonical
-    text where the scanner could cut it out (else null), `ok` whether the scanner vouches that
-    the line is a valid JSON object (else the exact parser decides); blank lines dropped; `ln`
-    counted from `first_line`. None when some line is not UTF-8. Parts are scanned on
-    `threads` threads (default: every core; the scanner releases the GIL)."""
+) -> tuple[pl.DataFrame, set[tuple[str, str]]] | None:
+    """The records of an NDJSON text as rows (line, fi, ln, k, ok), and the (leaf path, JSON
+    type) pairs of the rows with a key. `k` is the key's canonical text where the scanner cut
+    it out and took the line's leaf types (else null: the exact path parses the line); `ok`
+    whether the scanner vouches that the line is a valid JSON object (else the exact parser
+    decides); blank lines dropped; `ln` counted from `first_line`. None when some line is not
+    UTF-8. Parts are scanned on `threads` threads (default: every core; the scanner releases
+    the GIL)."""
     bom = first_line == 1 and text[:3] == b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped
     steps = key_steps(key)
     parts = _line_parts(text, 3 if bom else 0, _SCAN_PART_BYTES)
@@ -252,11 +252,13 @@ def scan_lines(
     else:
         scanned = [_scan_part(part, steps) for part in parts]
     frames = []
+    types: set[tuple[str, str]] = set()
     ln = first_line
     for result in scanned:
         if result is None:
             return None
-        frame, n = result
+        frame, n, part_types = result
+        types |= part_types
         frames.append(
             frame.with_columns(
                 pl.lit(fi, dtype=pl.UInt32).alias(_FILE),
@@ -266,7 +268,7 @@ def scan_lines(
             .select(_ROW_COLUMNS)
         )
         ln += n
-    return pl.concat(frames, how="vertical") if frames else _empty_rows()
+    return (pl.concat(frames, how="vertical") if frames else _empty_rows()), types
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,19 +285,13 @@ class _SideData:
     bad: list[BadRecord] = field(default_factory=list)
     valid_records: int = 0
     hash_unique: bool = False  # the 64-bit hashes of the keys are unique (see _check_duplicates)
-    # Schema drift: one line per distinct shape (scanner's hash), and the leaf types of the
-    # records parsed exactly (the scanner did not vouch for them, so they have no shape).
-    shapes: dict[tuple[int, int], str] = field(default_factory=dict)
+    # Schema drift: `leaf path -> JSON types` over every valid record, from the scanner (the
+    # records with a fast key) and from the exact path (the others).
     types: dict[str, set[str]] = field(default_factory=dict)
 
-    def leaf_types(self) -> dict[str, set[str]]:
-        """`leaf path -> JSON types` over every valid record of the snapshot (exact: records of
-        the same shape have the same leaf paths and types, so one of each is parsed)."""
-        out = {p: set(t) for p, t in self.types.items()}
-        for text in self.shapes.values():
-            for path, type_name in jsonvalue.leaf_types(parse_record(text)).items():
-                out.setdefault(path, set()).add(type_name)
-        return out
+    def add_types(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for path, type_name in pairs:
+            self.types.setdefault(path, set()).add(type_name)
 
     @property
     def records(self) -> int:
@@ -308,10 +304,11 @@ _ROW_SCHEMA = {
     _LINENO: pl.UInt32,
     _KEY: pl.String,
     _OK: pl.Boolean,
-    _SHAPE1: pl.UInt64,
-    _SHAPE2: pl.UInt64,
 }
 _ROW_COLUMNS = list(_ROW_SCHEMA)
+# Rows read from a file or chunk; (line number, raw, message) of lines not even text; the
+# (leaf path, JSON type) pairs the scanner took.
+_Rows = tuple[pl.DataFrame, list[tuple[int, str, str]], set[tuple[str, str]]]
 
 
 def _empty_rows() -> pl.DataFrame:
@@ -328,8 +325,6 @@ def _rows_frame(texts: list[str], linenos: list[int], fi: int) -> pl.DataFrame:
             _LINENO: pl.Series(linenos, dtype=pl.UInt32),
             _KEY: pl.Series([None] * n, dtype=pl.String),
             _OK: pl.Series([False] * n, dtype=pl.Boolean),
-            _SHAPE1: pl.Series([None] * n, dtype=pl.UInt64),
-            _SHAPE2: pl.Series([None] * n, dtype=pl.UInt64),
         }
     )
 
@@ -536,7 +531,7 @@ class _Run:
         background.close()
         self._timed("diff", t)
         t = _clock()
-        self.drift = mf.schema_drift(before.leaf_types(), after.leaf_types())
+        self.drift = mf.schema_drift(before.types, after.types)
         self._timed("drift", t)
 
     def _write_events(self, writer: RunWriter, events: pl.DataFrame) -> None:
@@ -595,7 +590,7 @@ class _Run:
         self._timed("diff", t)
         t = _clock()
 
-        self.drift = mf.schema_drift(before.leaf_types(), after.leaf_types())
+        self.drift = mf.schema_drift(before.types, after.types)
         self._timed("drift", t)
         t = _clock()
         for path in event_files:
@@ -609,7 +604,8 @@ class _Run:
         seq = 0
         for fi, path in enumerate(files):
             self.engine._tick(f"read {side}", fi, len(files))
-            for rows, pre_bad in self._iter_chunks(path, fi):
+            for rows, pre_bad, types in self._iter_chunks(path, fi):
+                data.add_types(types)
                 rows = self._prepare(data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad])
                 data.valid_records += rows.height
                 if rows.height == 0:
@@ -648,10 +644,8 @@ class _Run:
         part.bad = data.bad
         return part
 
-    def _iter_chunks(
-        self, path: str, fi: int
-    ) -> Iterator[tuple[pl.DataFrame, list[tuple[int, str, str]]]]:
-        """An input file as row frames of about `_CHUNK_BYTES` each (line, fi, ln)."""
+    def _iter_chunks(self, path: str, fi: int) -> Iterator[_Rows]:
+        """An input file as row frames of about `_CHUNK_BYTES` each (`_read_file`'s triple)."""
         try:
             with sources.open_input(path) as f:
                 head = f.read(65536)
@@ -690,20 +684,16 @@ class _Run:
                 ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
             ) from None
 
-    def _chunk_rows(
-        self, chunk: bytes, fi: int, offset: int
-    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-        rows = scan_lines(chunk, self.spec.key, fi, offset + 1)
-        if rows is not None:
-            return rows, []
+    def _chunk_rows(self, chunk: bytes, fi: int, offset: int) -> _Rows:
+        scanned = scan_lines(chunk, self.spec.key, fi, offset + 1)
+        if scanned is not None:
+            return scanned[0], [], scanned[1]
         import io  # a line that is not UTF-8: line by line, to report it
 
         return self._python_rows(sources.iter_ndjson_lines("", io.BytesIO(chunk)), fi, offset)
 
     @staticmethod
-    def _python_rows(
-        records: Iterable[sources.RawRecord], fi: int, offset: int
-    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+    def _python_rows(records: Iterable[sources.RawRecord], fi: int, offset: int) -> _Rows:
         texts: list[str] = []
         linenos: list[int] = []
         pre_bad: list[tuple[int, str, str]] = []
@@ -713,7 +703,7 @@ class _Run:
             else:
                 texts.append(rec.text)
                 linenos.append(rec.line + offset)
-        return _rows_frame(texts, linenos, fi), pre_bad
+        return _rows_frame(texts, linenos, fi), pre_bad, set()
 
     # -----------------------------------------------------------------------------------------
     def _input_bytes(self, files: dict[str, list[str]]) -> int:
@@ -769,12 +759,10 @@ class _Run:
             ) from None
         return target
 
-    def _read_file(
-        self, path: str, fi: int, threads: int = 1
-    ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-        """Rows (line, fi, ln, k, ok, s1, s2) of one file (`scan_lines` on `threads` threads,
-        else record by record), and the records that could not even be cut out as text (line,
-        raw, message)."""
+    def _read_file(self, path: str, fi: int, threads: int = 1) -> _Rows:
+        """Rows (line, fi, ln, k, ok) of one file (`scan_lines` on `threads` threads, else
+        record by record), the records that could not even be cut out as text (line, raw,
+        message), and the leaf types the scanner took (`scan_lines`)."""
         local = self._local_plain(path)
         try:
             with open(local, "rb") as f:
@@ -792,10 +780,10 @@ class _Run:
                 raise DiffError(
                     ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
                 ) from None
-            rows = scan_lines(text, self.spec.key, fi, threads=threads)
+            scanned = scan_lines(text, self.spec.key, fi, threads=threads)
             del text  # the rows hold it (their strings are views into it)
-            if rows is not None:
-                return rows, pre_bad
+            if scanned is not None:
+                return scanned[0], pre_bad, scanned[1]
             # a line that is not UTF-8: line by line, to report it
         texts: list[str] = []
         linenos: list[int] = []
@@ -805,7 +793,7 @@ class _Run:
             else:
                 texts.append(rec.text)
                 linenos.append(rec.line)
-        return _rows_frame(texts, linenos, fi), pre_bad
+        return _rows_frame(texts, linenos, fi), pre_bad, set()
 
     def _bad(
         self,
@@ -836,9 +824,10 @@ class _Run:
         threads = max(1, workers // max(1, len(files)))
         with ThreadPoolExecutor(min(workers, len(files)) or 1) as pool:
             loaded = pool.map(lambda fi: self._read_file(files[fi], fi, threads), range(len(files)))
-            for fi, (df, pre_bad) in enumerate(loaded):
+            for fi, (df, pre_bad, types) in enumerate(loaded):
                 self.engine._tick(f"read {side}", fi + 1, len(files))
                 frames.append(df)
+                data.add_types(types)
                 pre_bad_all.extend((fi, ln, raw, msg) for ln, raw, msg in pre_bad)
         if frames:
             rows = pl.concat(frames, how="vertical", rechunk=True)
@@ -885,8 +874,7 @@ class _Run:
                     continue
                 fixed_idx.append(r)
                 fixed_keys.append(token)
-                for path, type_name in jsonvalue.leaf_types(obj).items():
-                    data.types.setdefault(path, set()).add(type_name)
+                data.add_types(jsonvalue.leaf_types(obj).items())
         if fixed_idx:
             rows = rows.with_columns(
                 rows[_KEY].scatter(
@@ -907,13 +895,6 @@ class _Run:
             data.records_per_file[fi] += 1
         for fi, ln, cls, msg, raw in errors:
             self._bad(data, cls, msg, fi, ln, raw)
-        shapes = (
-            rows.filter(pl.col(_SHAPE1).is_not_null())
-            .unique([_SHAPE1, _SHAPE2], keep="any")
-            .select(_SHAPE1, _SHAPE2, _LINE)
-        )
-        for s1, s2, text in shapes.iter_rows():
-            data.shapes.setdefault((s1, s2), text)
         self._timed("exact", t)
         return rows.select(_KEY, _LINE, _FILE, _LINENO)
 

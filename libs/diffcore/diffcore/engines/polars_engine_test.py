@@ -607,17 +607,21 @@ def test_scanned_keys_agree_with_exact_keys(objs: list[dict], rng: random.Random
     lines = [_render(o, rng) for o in objs]
     text = ("\n".join(lines) + "\n").encode()
     for key in (("id",), ("c.d",), ("id", "a"), ("é",), ('q"t',)):
-        rows = pe.scan_lines(text, key, 3)
+        rows, types = pe.scan_lines(text, key, 3)
         assert rows[pe._LINENO].to_list() == list(range(1, len(lines) + 1))
         assert rows[pe._FILE].to_list() == [3] * len(lines)
         assert rows[pe._LINE].to_list() == lines
+        want: set[tuple[str, str]] = set()
         for line, token, ok in zip(lines, rows[pe._KEY], rows[pe._OK], strict=True):
             assert ok  # valid records, no lone surrogates: all vouched for
+            if token is not None:  # its types come from the scanner (else: the exact path)
+                want |= set(jsonvalue.leaf_types(jsonvalue.loads(line)).items())
             try:
                 exact = pe.key_token(jsonvalue.loads(line), key)
             except pe._Bad:
                 exact = None
             assert token is None or token == exact, (line, key, token, exact)
+        assert types == want
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -648,12 +652,13 @@ def test_scan_lines_numbers_lines_across_parts(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(pe, "_SCAN_PART_BYTES", 64)
     lines = [f'{{"id":{i},"pad":"{"x" * (i % 7)}"}}' for i in range(200)]
     raw = "\ufeff" + "\r\n".join(lines[:50]) + "\n\n \n" + "\n".join(lines[50:])
-    rows = pe.scan_lines(raw.encode(), ("id",), 0)
+    rows, types = pe.scan_lines(raw.encode(), ("id",), 0)
+    assert types == {("id", "number"), ("pad", "string")}
     assert rows[pe._KEY].to_list() == [str(i) for i in range(200)]
     assert rows[pe._LINENO].to_list() == list(range(1, 51)) + list(range(53, 203))
     assert rows[pe._LINE].to_list() == lines
     assert pe.scan_lines(b'{"id":1}\n{"id":"\xff"}\n', ("id",), 0) is None  # not UTF-8
-    assert pe.scan_lines(b"", ("id",), 0).height == 0
+    assert pe.scan_lines(b"", ("id",), 0)[0].height == 0
 
 
 @settings(max_examples=40, deadline=None)
