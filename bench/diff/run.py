@@ -372,15 +372,20 @@ def targets(results: dict[str, Any]) -> list[str]:
     if eng.get("wall_s") is None:
         return [f"engine: {eng['status']} — no target can be met"]
     duck, floor = ratio(results, "engine", "duckdb"), ratio(results, "engine", "floor")
-    if duck is not None:
-        r = duck
-        out.append(
-            f"engine/DuckDB = {r:.2f} (target <= {TARGET_VS_DUCKDB}): "
-            f"{'MET' if r <= TARGET_VS_DUCKDB else 'MISSED'}"
-        )
-    if floor is not None:
-        r = floor
-        out.append(f"engine/floor = {r:.2f} (target < 1): {'MET' if r < 1 else 'MISSED'}")
+    if n > 2_000_000:  # the issue sets the speed targets at 1M; at 10M: completion and memory
+        for name, r in (("DuckDB", duck), ("floor", floor)):
+            if r is not None:
+                out.append(f"engine/{name} = {r:.2f} (no speed target at this size)")
+    else:
+        if duck is not None:
+            out.append(
+                f"engine/DuckDB = {duck:.2f} (target <= {TARGET_VS_DUCKDB}): "
+                f"{'MET' if duck <= TARGET_VS_DUCKDB else 'MISSED'}"
+            )
+        if floor is not None:
+            out.append(
+                f"engine/floor = {floor:.2f} (target < 1): {'MET' if floor < 1 else 'MISSED'}"
+            )
     rss = eng["peak_rss_bytes"]
     if n <= 2_000_000:
         out.append(
