@@ -266,6 +266,23 @@ static inline int parse_literal(parser *ps, const char *lit, int n) {
 
 static int parse_value(parser *ps, int depth, int *unsure);
 
+/* After a member or element: 1 at a comma (skipped, with the space after it), 2 at `closer`
+ * (skipped), 0 at anything else. */
+static inline int after_item(parser *ps, unsigned char closer) {
+    skip_ws(ps);
+    if (ps->p >= ps->end) return 0;
+    if (*ps->p == ',') {
+        ps->p++;
+        skip_ws(ps);
+        return 1;
+    }
+    if (*ps->p == closer) {
+        ps->p++;
+        return 2;
+    }
+    return 0;
+}
+
 /* An object at ps->p ('{'); `active`: bit mask of the key paths whose first `step` names led
  * here. */
 static int parse_object(parser *ps, int depth, unsigned active, int step, int *unsure) {
@@ -360,33 +377,28 @@ static int parse_object(parser *ps, int depth, unsigned active, int step, int *u
             if (!parse_value(ps, depth, unsure)) return 0;
         }
         if (ps->hashing && c != '{') mix(ps, type_code(c));
-        skip_ws(ps);
-        if (ps->p >= ps->end) return 0;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
+        int next = after_item(ps, '}');
+        if (next != 1) {
+            if (next && ps->hashing) mix(ps, T_CLOSE);
+            return next == 2;
         }
-        if (*ps->p == '}') {
-            ps->p++;
-            if (ps->hashing) mix(ps, T_CLOSE);
-            return 1;
-        }
-        return 0;
     }
 }
 
-static int parse_array_items(parser *ps, int depth, int *unsure);
+static int parse_array_items(parser *ps, int depth, int *unsure, Py_ssize_t *items);
 
 static int parse_array(parser *ps, int depth, int *unsure) {
     int hashing = ps->hashing;
+    Py_ssize_t items;
     ps->hashing = 0;
-    int ok = parse_array_items(ps, depth, unsure);
+    int ok = parse_array_items(ps, depth, unsure, &items);
     ps->hashing = hashing;
     return ok;
 }
 
-static int parse_array_items(parser *ps, int depth, int *unsure) {
+/* An array at ps->p ('['); `items`: how many elements it has. */
+static int parse_array_items(parser *ps, int depth, int *unsure, Py_ssize_t *items) {
+    *items = 0;
     ps->p++;
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == ']') {
@@ -395,18 +407,9 @@ static int parse_array_items(parser *ps, int depth, int *unsure) {
     }
     for (;;) {
         if (!parse_value(ps, depth, unsure)) return 0;
-        skip_ws(ps);
-        if (ps->p >= ps->end) return 0;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
-        }
-        if (*ps->p == ']') {
-            ps->p++;
-            return 1;
-        }
-        return 0;
+        (*items)++;
+        int next = after_item(ps, ']');
+        if (next != 1) return next == 2;
     }
 }
 
@@ -512,33 +515,6 @@ typedef struct {
     Py_ssize_t path_len;
 } leafset;
 
-static int count_items(parser *ps, int depth, Py_ssize_t *items) {
-    int unsure = 0;
-    *items = 0;
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        return 1;
-    }
-    for (;;) {
-        if (!parse_value(ps, depth, &unsure) || unsure) return 0;
-        (*items)++;
-        skip_ws(ps);
-        if (ps->p >= ps->end) return 0;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
-        }
-        if (*ps->p == ']') {
-            ps->p++;
-            return 1;
-        }
-        return 0;
-    }
-}
-
 /* The leaves of the object at ps->p into `ls` (paths prefixed by ls->path). 0: declined. */
 static int collect(parser *ps, leafset *ls, int depth) {
     const unsigned char *names[MAX_MEMBERS];
@@ -589,7 +565,9 @@ static int collect(parser *ps, leafset *ls, int depth) {
                 return 0;
             kind = K_BOOLEAN;
         } else if (c == '[') {
-            if (!count_items(ps, depth + 1, &items)) return 0;
+            if (depth + 1 > MAX_DEPTH || !parse_array_items(ps, depth + 1, &unsure, &items) ||
+                unsure)
+                return 0;
             kind = K_ARRAY;
         } else {
             int integer;
@@ -610,19 +588,11 @@ static int collect(parser *ps, leafset *ls, int depth) {
             l->flags = flags;
             l->items = items;
         }
-        skip_ws(ps);
-        if (ps->p >= ps->end) return 0;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
-        }
-        if (*ps->p == '}') {
-            ps->p++;
+        int next = after_item(ps, '}');
+        if (next != 1) {
             ls->path_len = prefix;
-            return 1;
+            return next == 2;
         }
-        return 0;
     }
 }
 
@@ -693,126 +663,113 @@ static int leaf_equal(const leaf *a, const leaf *b) {
  * Leaf types of a scan: the distinct (leaf path, type) pairs of the lines with a fast key,
  * collected once per distinct shape (the first line of each shape is walked again). */
 
+/* An open-addressing hash table of (h1, h2) entries, or of (h1, h2, bytes in `data`) entries
+ * when `data` is given: shapes (h1, h2 their hash; state 1 typed, 2 declined) and leaf types
+ * (h1 the path's hash, h2 its kind, the path's bytes in `data`; state 1). */
 typedef struct {
     uint64_t h1, h2;
-    unsigned char state; /* 0 empty, 1 typed, 2 declined (its lines go to the exact path) */
-} shape_slot;
+    Py_ssize_t off, len;
+    unsigned char state; /* 0: empty slot */
+} slot;
 
 typedef struct {
-    uint64_t hash;
-    Py_ssize_t off, len; /* path bytes in `paths` */
-    unsigned char kind;  /* 0: empty slot */
-} type_slot;
+    slot *slots;
+    size_t cap, n;
+} table;
+
+static int table_init(table *t, size_t cap) {
+    t->cap = cap;
+    t->n = 0;
+    t->slots = calloc(cap, sizeof(slot));
+    return t->slots != NULL;
+}
+
+/* The slot of an entry (found, or the empty one to fill), the table grown first when half
+ * full; NULL on memory exhaustion. */
+static slot *table_find(table *t, uint64_t h1, uint64_t h2, const growbuf *data,
+                        const unsigned char *bytes, Py_ssize_t len) {
+    if (2 * (t->n + 1) > t->cap) {
+        size_t cap = t->cap * 2;
+        slot *grown = calloc(cap, sizeof(slot));
+        if (!grown) return NULL;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->slots[i].state) continue;
+            size_t j = t->slots[i].h1 & (cap - 1);
+            while (grown[j].state) j = (j + 1) & (cap - 1);
+            grown[j] = t->slots[i];
+        }
+        free(t->slots);
+        t->slots = grown;
+        t->cap = cap;
+    }
+    for (size_t j = h1 & (t->cap - 1);; j = (j + 1) & (t->cap - 1)) {
+        slot *e = &t->slots[j];
+        if (!e->state) return e;
+        if (e->h1 == h1 && e->h2 == h2 &&
+            (!data || (e->len == len && memcmp(data->data + e->off, bytes, len) == 0)))
+            return e;
+    }
+}
 
 typedef struct {
-    shape_slot *shapes;
-    size_t shape_cap, shape_n;
-    type_slot *types;
-    size_t type_cap, type_n;
-    growbuf paths;
+    table shapes, types;
+    growbuf paths; /* the bytes of the leaf paths in `types` */
     leafset *leaves;
 } typeset;
 
 static int typeset_init(typeset *t) {
     memset(t, 0, sizeof *t);
-    t->shape_cap = 64;
-    t->type_cap = 256;
-    t->shapes = calloc(t->shape_cap, sizeof(shape_slot));
-    t->types = calloc(t->type_cap, sizeof(type_slot));
+    int shapes = table_init(&t->shapes, 64), types = table_init(&t->types, 256);
     t->leaves = malloc(sizeof(leafset));
-    return t->shapes && t->types && t->leaves;
+    return shapes && types && t->leaves;
 }
 
 static void typeset_free(typeset *t) {
-    free(t->shapes);
-    free(t->types);
+    free(t->shapes.slots);
+    free(t->types.slots);
     free(t->paths.data);
     free(t->leaves);
 }
 
-/* The slot of a shape (found or empty), the table grown first when half full. */
-static shape_slot *shape_find(typeset *t, uint64_t h1, uint64_t h2) {
-    if (2 * (t->shape_n + 1) > t->shape_cap) {
-        size_t cap = t->shape_cap * 2;
-        shape_slot *grown = calloc(cap, sizeof(shape_slot));
-        if (!grown) return NULL;
-        for (size_t i = 0; i < t->shape_cap; i++) {
-            shape_slot *old = &t->shapes[i];
-            if (!old->state) continue;
-            size_t j = old->h1 & (cap - 1);
-            while (grown[j].state) j = (j + 1) & (cap - 1);
-            grown[j] = *old;
-        }
-        free(t->shapes);
-        t->shapes = grown;
-        t->shape_cap = cap;
-    }
-    size_t j = h1 & (t->shape_cap - 1);
-    while (t->shapes[j].state && !(t->shapes[j].h1 == h1 && t->shapes[j].h2 == h2))
-        j = (j + 1) & (t->shape_cap - 1);
-    return &t->shapes[j];
-}
-
-static uint64_t path_hash(const unsigned char *s, Py_ssize_t n, unsigned char kind) {
-    uint64_t h = 0xCBF29CE484222325ULL ^ kind;
+static uint64_t path_hash(const unsigned char *s, Py_ssize_t n) {
+    uint64_t h = 0xCBF29CE484222325ULL;
     for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ULL;
     return h;
 }
 
 /* Add (path, kind) to the set; 0 on memory exhaustion. */
 static int type_add(typeset *t, const unsigned char *path, Py_ssize_t len, unsigned char kind) {
-    if (2 * (t->type_n + 1) > t->type_cap) {
-        size_t cap = t->type_cap * 2;
-        type_slot *grown = calloc(cap, sizeof(type_slot));
-        if (!grown) return 0;
-        for (size_t i = 0; i < t->type_cap; i++) {
-            type_slot *old = &t->types[i];
-            if (!old->kind) continue;
-            size_t j = old->hash & (cap - 1);
-            while (grown[j].kind) j = (j + 1) & (cap - 1);
-            grown[j] = *old;
-        }
-        free(t->types);
-        t->types = grown;
-        t->type_cap = cap;
-    }
-    uint64_t h = path_hash(path, len, kind);
-    size_t j = h & (t->type_cap - 1);
-    for (; t->types[j].kind; j = (j + 1) & (t->type_cap - 1)) {
-        type_slot *e = &t->types[j];
-        if (e->hash == h && e->kind == kind && e->len == len &&
-            memcmp(t->paths.data + e->off, path, len) == 0)
-            return 1;
-    }
-    type_slot *e = &t->types[j];
-    e->hash = h;
-    e->kind = kind;
+    slot *e = table_find(&t->types, path_hash(path, len), kind, &t->paths, path, len);
+    if (!e) return 0;
+    if (e->state) return 1;
+    e->h1 = path_hash(path, len);
+    e->h2 = kind;
     e->off = t->paths.len;
     e->len = len;
-    if (!grow_put(&t->paths, path, len)) return 0;
-    t->type_n++;
-    return 1;
+    e->state = 1;
+    t->types.n++;
+    return grow_put(&t->paths, path, len);
 }
 
 /* Whether the leaf types of a line of this shape are in the set (walking the line the first
  * time the shape is seen); -1 on memory exhaustion. */
 static int shape_typed(typeset *t, uint64_t h1, uint64_t h2, const unsigned char *line,
                        Py_ssize_t len) {
-    shape_slot *slot = shape_find(t, h1, h2);
-    if (!slot) return -1;
-    if (slot->state) return slot->state == 1;
-    slot->h1 = h1;
-    slot->h2 = h2;
-    t->shape_n++;
+    slot *e = table_find(&t->shapes, h1, h2, NULL, NULL, 0);
+    if (!e) return -1;
+    if (e->state) return e->state == 1;
+    e->h1 = h1;
+    e->h2 = h2;
+    t->shapes.n++;
     if (!leaves_of(line, len, t->leaves)) {
-        slot->state = 2;
+        e->state = 2;
         return 0;
     }
     for (int i = 0; i < t->leaves->n; i++) {
         const leaf *l = &t->leaves->leaves[i];
         if (!type_add(t, l->path, l->path_len, l->kind)) return -1;
     }
-    slot->state = 1;
+    e->state = 1;
     return 1;
 }
 
@@ -992,10 +949,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     PyObject *types = PyList_New(0);
-    for (size_t j = 0; types && j < ts.type_cap; j++) {
-        type_slot *e = &ts.types[j];
-        if (!e->kind) continue;
-        PyObject *item = Py_BuildValue("(y#i)", ts.paths.data + e->off, e->len, (int)e->kind);
+    for (size_t j = 0; types && j < ts.types.cap; j++) {
+        slot *e = &ts.types.slots[j];
+        if (!e->state) continue;
+        PyObject *item = Py_BuildValue("(y#i)", ts.paths.data + e->off, e->len, (int)e->h2);
         if (!item || PyList_Append(types, item) < 0) Py_CLEAR(types);
         Py_XDECREF(item);
     }
