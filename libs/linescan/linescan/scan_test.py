@@ -327,3 +327,32 @@ def test_changed_from_text(before: str, after: str, changed: list[str] | None) -
 def test_changed_arguments_checked() -> None:
     with pytest.raises(TypeError):
         linescan.changed("{}", b"{}")  # bytes only
+
+
+_json_bytes = st.sampled_from(
+    [b"{", b"}", b"[", b"]", b'"', b"\\", b":", b",", b" ", b"\n", b"\r", b"0", b"-", b"1e", b".5"]
+    + [b"true", b"null", b'"id"', b"\\u00e9", b"\\ud800", b"\xc3\xa9", b"\xff", b"\x00", b"\t"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.lists(_json_bytes, max_size=60).map(b"".join)))
+def test_any_bytes_never_vouched_for_wrongly(data: bytes) -> None:
+    """Nasty input: no crash, and whatever the scanner vouches for, the exact parser accepts."""
+    for key in KEYS[:3]:
+        results, types = scan_all(data, key)
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        assert len(results) == len(lines)
+        for result, raw in zip(results, lines, strict=True):
+            assert result["line"] == raw.rstrip(b"\r")
+            if result["valid"]:
+                check_line(result, raw.decode(), key)
+    for cut in range(0, len(data), 7):
+        before, after = data[:cut], data[cut:]
+        got = linescan.changed(before, after)
+        if got is not None:  # only for two valid records
+            assert isinstance(exact(before.decode()), dict) and isinstance(
+                exact(after.decode()), dict
+            )
