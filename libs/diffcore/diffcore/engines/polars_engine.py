@@ -3,35 +3,36 @@
 How it is fast: it does not parse every record. Most records of a daily snapshot are unchanged,
 and an unchanged record is usually byte-for-byte the same line on both days, so:
 
-1. Each file is read as bytes and cut into lines by `linescan`, a small C scanner (one pass,
-   parts of the file on every core, the GIL released): per line, whether it is certainly a
-   valid JSON object (RFC 8259, UTF-8), the raw text of its key, and a hash of its shape
-   (member names, nesting, leaf types). Its results are Arrow string views into the bytes
-   read, so the lines become a Polars String column without a copy or a Python object per
-   line. The key is kept as its JSON token (`"1"` and `1` stay different keys) and only when
-   its text is canonical JSON as written (integers, strings without escapes, booleans) and
-   its member names occur once, unescaped. Every line the scanner does not vouch for, or
-   whose key it cannot cut out (floats, escapes, a missing or null key, deep nesting, lone
-   surrogates, not UTF-8...), goes through the exact path: `orjson`/`jsonvalue` parse,
-   `jsonvalue.get_path`, `jsonvalue.canonical_json`, with the contract's error.
+1. Each file is memory-mapped and cut into lines by `linescan.scan`, a small C scanner (one
+   pass, parts of the file on every core, the GIL released): per line, whether it is certainly
+   a valid JSON object (RFC 8259, UTF-8) and the raw text of its key; per file part, the
+   distinct (leaf path, JSON type) pairs of its lines (one walk per distinct shape). Lines and
+   keys are Arrow string views into the mapping, so they become Polars String columns without
+   a copy or a Python object per line. The key is kept as its JSON token (`"1"` and `1` stay
+   different keys) and only when its text is canonical JSON as written (integers, strings
+   without escapes, booleans) and its member names occur once, unescaped. Every line the
+   scanner does not vouch for, or whose key it cannot cut out (floats, escapes, a missing or
+   null key, deep nesting, lone surrogates, not UTF-8...), goes through the exact path:
+   `orjson`/`jsonvalue` parse, `jsonvalue.get_path`, `jsonvalue.canonical_json`, with the
+   contract's error, and gives its leaf types from the parsed record.
 2. Before and after are joined on the key (row numbers only, no strings move), and the two
    lines of each pair compared as bytes: equal bytes mean an unchanged record, no parse.
-3. Only the records whose bytes differ, and the inserts and deletes, are parsed (orjson, or
-   `jsonvalue.loads` for integers beyond 64 bits); `jsonvalue.changed_from_leaves` then says `u` or
-   "semantically equal" (member order, `1` vs `1.0`, nulls).
+3. The byte-different pairs are compared by `linescan.changed` from their texts where that is
+   certain (different unescaped strings, integers, numbers as doubles, booleans, arrays of
+   other lengths, leaves on one side); the others are parsed (orjson, or `jsonvalue.loads` for
+   integers beyond 64 bits) and `jsonvalue.changed_from_leaves` says `u` or "semantically
+   equal" (member order, `1` vs `1.0`, nulls). Inserts and deletes are not parsed.
 4. Every line of both sides is checked when read (step 1), so bad lines fail the run with
    their file and line, or are quarantined, before any event is written.
-5. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact without parsing every
-   line: lines of the same shape have the same leaf paths and types, so one line per distinct
-   shape is parsed (two independent 64-bit hashes: a collision between two shapes of one run
-   is not a practical concern), plus the lines parsed by the exact path.
+5. Schema drift (`leaf path -> set of JSON types` per snapshot) is exact from step 1's pairs
+   (lines of the same shape, a 128-bit hash of member names, nesting and leaf types, have the
+   same leaf paths and types) and the records of the exact path.
 6. Events are written in key order, payloads spliced as read (`events.event_line`).
 
-How the two cores are kept busy (large inputs): worker processes, forked at the start while
-this process is small, parse the byte-different pairs (sorted by key, in 16 jobs) while this
-process formats the inserts and deletes;
-each job's updates then go out with the inserts and deletes whose keys sort before the job's
-last key, handed to a writer thread (hashing and writing release the GIL; partitioned mode
+How the two cores are kept busy: files are scanned on every core; worker processes, forked
+at the start while this process is small, compare the byte-different pairs (sorted by key, in
+16 jobs); each job's updates are formatted with the inserts and deletes whose keys fall in its
+range and handed to a writer thread (hashing and writing release the GIL; partitioned mode
 keeps them in a spill file instead). In memory, the before side's duplicate check runs in a
 thread while the after side is read.
 
