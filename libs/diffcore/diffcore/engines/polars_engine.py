@@ -175,16 +175,29 @@ def _map_file(path: str) -> mmap.mmap | bytes:
         )
 
 
-def _line_parts(text: bytes | mmap.mmap, begin: int, size: int) -> list[memoryview]:
-    """`text[begin:]` cut after newlines into parts of about `size` bytes (the last may lack
+def _nothing() -> None:
+    pass
+
+
+def _page_release(text: bytes | mmap.mmap, start: int, stop: int) -> Callable[[], None]:
+    """A function that drops the pages of `text[start:stop]` from this process's memory, when
+    `text` is a mapping (they stay in the page cache; touching them again reads them back)."""
+    if not isinstance(text, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return _nothing
+    aligned = start - start % mmap.PAGESIZE
+    return lambda: text.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
+
+
+def _line_parts(text: bytes | mmap.mmap, begin: int, n: int, size: int) -> list[memoryview]:
+    """`text[begin:n]` cut after newlines into parts of about `size` bytes (the last may lack
     one), as views (no copy)."""
     view = memoryview(text)
     parts = []
-    start, n = begin, len(text)
+    start = begin
     while start < n:
         stop = min(start + size, n)
         if stop < n:
-            nl = text.find(b"\n", stop - 1)
+            nl = text.find(b"\n", stop - 1, n)
             stop = n if nl == -1 else nl + 1
         parts.append(view[start:stop])
         start = stop
@@ -235,17 +248,21 @@ def scan_lines(
     fi: int,
     first_line: int = 1,
     threads: int | None = None,
-) -> tuple[pl.DataFrame, set[tuple[str, str]]] | None:
+    begin: int = 0,
+    end: int | None = None,
+) -> tuple[pl.DataFrame, set[tuple[str, str]], int] | None:
     """The records of an NDJSON text as rows (line, fi, ln, k, ok), and the (leaf path, JSON
     type) pairs of the rows with a key. `k` is the key's canonical text where the scanner cut
     it out and took the line's leaf types (else null: the exact path parses the line); `ok`
     whether the scanner vouches that the line is a valid JSON object (else the exact parser
-    decides); blank lines dropped; `ln` counted from `first_line`. None when some line is not
-    UTF-8. Parts are scanned on `threads` threads (default: every core; the scanner releases
-    the GIL)."""
-    bom = first_line == 1 and text[:3] == b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped
+    decides); blank lines dropped; `ln` counted from `first_line`; and the number of lines
+    (blank ones too). Only `text[begin:end]` is read. None when some line is not UTF-8. Parts
+    are scanned on `threads` threads (default: every core; the scanner releases the GIL)."""
+    end = len(text) if end is None else end
+    if begin == 0 and first_line == 1 and text[:3] == b"\xef\xbb\xbf":
+        begin = 3  # a UTF-8 byte order mark: skipped
     steps = key_steps(key)
-    parts = _line_parts(text, 3 if bom else 0, _SCAN_PART_BYTES)
+    parts = _line_parts(text, begin, end, _SCAN_PART_BYTES)
     threads = min(len(parts), threads or _workers())
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
@@ -269,7 +286,7 @@ def scan_lines(
             .select(_ROW_COLUMNS)
         )
         ln += n
-    return (pl.concat(frames, how="vertical") if frames else _empty_rows()), types
+    return (pl.concat(frames, how="vertical") if frames else _empty_rows()), types, ln - first_line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +327,8 @@ _ROW_COLUMNS = list(_ROW_SCHEMA)
 # Rows read from a file or chunk; (line number, raw, message) of lines not even text; the
 # (leaf path, JSON type) pairs the scanner took.
 _Rows = tuple[pl.DataFrame, list[tuple[int, str, str]], set[tuple[str, str]]]
+# ... and, in partitioned mode, a function to call once the rows are spilled.
+_Chunk = tuple[pl.DataFrame, list[tuple[int, str, str]], set[tuple[str, str]], Callable[[], None]]
 
 
 def _empty_rows() -> pl.DataFrame:
@@ -602,23 +621,39 @@ class _Run:
     def _spill_side(self, side: str, location: str, files: list[str], spill: str) -> _SideData:
         data = _SideData(side, location, files, pl.DataFrame(), [0] * len(files))
         n = self.partitions
+
+        def write(rows: pl.DataFrame, seq: int, release: Callable[[], None]) -> None:
+            rows = rows.with_columns((pl.col(_KEY).hash() % n).cast(pl.UInt32).alias("_p"))
+            for (p,), part in rows.partition_by("_p", as_dict=True).items():
+                part.drop("_p").write_ipc(
+                    os.path.join(spill, f"{side}-{p:05d}-{seq:06d}.arrow"),
+                    compression="uncompressed",
+                )
+            del rows
+            release()
+
+        # A chunk is partitioned and written in a thread while the next one is scanned (one
+        # chunk in flight: memory stays bounded).
         seq = 0
-        for fi, path in enumerate(files):
-            self.engine._tick(f"read {side}", fi, len(files))
-            for rows, pre_bad, types in self._iter_chunks(path, fi):
-                data.add_types(types)
-                rows = self._prepare(data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad])
-                data.valid_records += rows.height
-                if rows.height == 0:
-                    continue
-                rows = rows.with_columns((pl.col(_KEY).hash() % n).cast(pl.UInt32).alias("_p"))
-                for (p,), part in rows.partition_by("_p", as_dict=True).items():
-                    part.drop("_p").write_ipc(
-                        os.path.join(spill, f"{side}-{p:05d}-{seq:06d}.arrow"),
-                        compression="uncompressed",
+        pending: Any = None
+        with ThreadPoolExecutor(1) as writer:
+            for fi, path in enumerate(files):
+                self.engine._tick(f"read {side}", fi, len(files))
+                for rows, pre_bad, types, release in self._iter_chunks(path, fi):
+                    data.add_types(types)
+                    rows = self._prepare(
+                        data, rows, [(fi, ln, raw, msg) for ln, raw, msg in pre_bad]
                     )
-                seq += 1
-                del rows
+                    data.valid_records += rows.height
+                    if rows.height == 0:
+                        continue
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(write, rows, seq, release)
+                    seq += 1
+                    del rows
+            if pending is not None:
+                pending.result()
         self.engine._tick(f"read {side}", len(files), len(files))
         return data
 
@@ -645,8 +680,9 @@ class _Run:
         part.bad = data.bad
         return part
 
-    def _iter_chunks(self, path: str, fi: int) -> Iterator[_Rows]:
-        """An input file as row frames of about `_CHUNK_BYTES` each (`_read_file`'s triple)."""
+    def _iter_chunks(self, path: str, fi: int) -> Iterator[_Chunk]:
+        """An input file as row frames of about `_CHUNK_BYTES` each: `_read_file`'s triple and
+        a function to call once the rows are spilled (see `_mapped_chunks`)."""
         try:
             with sources.open_input(path) as f:
                 head = f.read(65536)
@@ -655,7 +691,10 @@ class _Run:
                 ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
             ) from None
         if sources.sniff_format(head) == "array":
-            yield self._python_rows(sources.iter_records(path), fi, 0)
+            yield (*self._python_rows(sources.iter_records(path), fi, 0), _nothing)
+            return
+        if not store.is_s3(path) and not sources.is_gzip(path):
+            yield from self._mapped_chunks(path, fi)
             return
         offset = 0
         carry = b""
@@ -677,13 +716,44 @@ class _Run:
                     del data
                     if offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
                         chunk = chunk[3:]
-                    yield self._chunk_rows(chunk, fi, offset)
+                    yield (*self._chunk_rows(chunk, fi, offset), _nothing)
                     offset += chunk.count(b"\n")
                     del chunk
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise DiffError(
                 ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
             ) from None
+
+    def _mapped_chunks(self, path: str, fi: int) -> Iterator[_Chunk]:
+        """A local plain file as chunks of about `_CHUNK_BYTES`, scanned straight from its
+        mapping, each with a function that takes the chunk's pages out of this process's memory
+        (they stay in the page cache) once its rows are spilled: the mapping does not grow with
+        the file."""
+        try:
+            text = _map_file(path)
+        except OSError as exc:
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
+            ) from None
+        start, offset, n = 0, 0, len(text)
+        while start < n:
+            stop = min(start + _CHUNK_BYTES, n)
+            if stop < n:
+                nl = text.find(b"\n", stop - 1)
+                stop = n if nl == -1 else nl + 1
+            release = _page_release(text, start, stop)
+            scanned = scan_lines(text, self.spec.key, fi, offset + 1, begin=start, end=stop)
+            if scanned is None:  # a line that is not UTF-8: line by line, to report it
+                import io
+
+                chunk = io.BytesIO(text[start:stop])
+                rows = self._python_rows(sources.iter_ndjson_lines("", chunk), fi, offset)
+                yield (*rows, release)
+                offset += text[start:stop].count(b"\n")
+            else:
+                yield scanned[0], [], scanned[1], release
+                offset += scanned[2]
+            start = stop
 
     def _chunk_rows(self, chunk: bytes, fi: int, offset: int) -> _Rows:
         scanned = scan_lines(chunk, self.spec.key, fi, offset + 1)

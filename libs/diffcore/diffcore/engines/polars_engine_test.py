@@ -472,6 +472,35 @@ def test_partitioned_mode_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
 
 
+@pytest.mark.parametrize("mapped", [True, False])
+def test_partitioned_chunks_gzip_bom_and_bad_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
+) -> None:
+    """Both chunk readers (a mapped local file; a gzip stream): line numbers across chunks, a
+    byte order mark, a line that is not UTF-8 (quarantined), the same events as in memory."""
+    monkeypatch.setattr(pe, "_CHUNK_BYTES", 100)
+    lines = [json.dumps({"id": i, "v": "é" * (i % 4)}, ensure_ascii=False) for i in range(40)]
+    changed = [line.replace('"v"', '"w"') if i % 9 == 0 else line for i, line in enumerate(lines)]
+    raw = ("\ufeff" + "\n".join(changed[:25]) + "\n").encode() + b'{"id":99,"v":"\xff"}\n'
+    raw += ("\n".join(changed[25:]) + "\n").encode()
+    (tmp_path / "after").mkdir()
+    name = "a.jsonl" if mapped else "a.jsonl.gz"
+    (tmp_path / "after" / name).write_bytes(raw if mapped else gzip.compress(raw))
+    for budget in (None, 1):
+        result, evs = run(
+            tmp_path / str(budget),
+            lines,
+            str(tmp_path / "after"),
+            bad_records="quarantine",
+            memory_budget=budget,
+        )
+        assert result.manifest.extra["mode"] == ("partitioned" if budget else "in-memory")
+        assert (result.manifest.counts.u, result.manifest.counts.bad_records) == (5, 1)
+        assert sorted(e["key"]["id"] for e in evs) == [0, 9, 18, 27, 36]
+        bad = (Path(result.folder) / "_bad_records.ndjson").read_text().splitlines()
+        assert [json.loads(b)["line"] for b in bad] == [26]
+
+
 def test_parallel_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pe, "_PARALLEL_MIN", 1)
     before, after = _random_snapshots(4, 300)
@@ -607,7 +636,8 @@ def test_scanned_keys_agree_with_exact_keys(objs: list[dict], rng: random.Random
     lines = [_render(o, rng) for o in objs]
     text = ("\n".join(lines) + "\n").encode()
     for key in (("id",), ("c.d",), ("id", "a"), ("é",), ('q"t',)):
-        rows, types = pe.scan_lines(text, key, 3)
+        rows, types, count = pe.scan_lines(text, key, 3)
+        assert count == len(lines)
         assert rows[pe._LINENO].to_list() == list(range(1, len(lines) + 1))
         assert rows[pe._FILE].to_list() == [3] * len(lines)
         assert rows[pe._LINE].to_list() == lines
@@ -652,7 +682,8 @@ def test_scan_lines_numbers_lines_across_parts(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(pe, "_SCAN_PART_BYTES", 64)
     lines = [f'{{"id":{i},"pad":"{"x" * (i % 7)}"}}' for i in range(200)]
     raw = "\ufeff" + "\r\n".join(lines[:50]) + "\n\n \n" + "\n".join(lines[50:])
-    rows, types = pe.scan_lines(raw.encode(), ("id",), 0)
+    rows, types, count = pe.scan_lines(raw.encode(), ("id",), 0)
+    assert count == 202  # blank lines count too
     assert types == {("id", "number"), ("pad", "string")}
     assert rows[pe._KEY].to_list() == [str(i) for i in range(200)]
     assert rows[pe._LINENO].to_list() == list(range(1, 51)) + list(range(53, 203))
