@@ -37,8 +37,9 @@ keeps them in a spill file instead). In memory, the before side's duplicate chec
 thread while the after side is read.
 
 Snapshots larger than `memory_budget` bytes (together) are hash-partitioned by key into spill
-files first (one streaming pass per side), then diffed partition by partition, so the peak
-memory follows the partition size, not the snapshot size.
+files first (one streaming pass per side: chunks scanned from the mapped file, or from a gzip
+or S3 stream, and spilled in a thread while the next is scanned), then diffed partition by
+partition, so the peak memory follows the partition size, not the snapshot size.
 """
 
 from __future__ import annotations
