@@ -160,20 +160,24 @@ def key_steps(key: Sequence[str]) -> list[list[bytes]]:
     return [[step.encode() for step in path.split(".")] for path in key]
 
 
-def _map_file(path: str) -> mmap.mmap | bytes:
-    """The file's bytes, memory-mapped (read-only, pages loaded at once): no copy, the page
-    cache is the buffer. The lines' strings point into it, so it stays mapped as long as they
-    live. (A file truncated by someone else during the run would kill the process with
-    SIGBUS; nothing it wrote would look complete: see docs/decisions.md.)"""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return b""
-        return mmap.mmap(
-            f.fileno(),
-            0,
-            flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
-            prot=mmap.PROT_READ,
-        )
+def _map_file(local: str, name: str) -> mmap.mmap | bytes:
+    """The bytes of the local file `local` (the input `name`, for errors), memory-mapped
+    (read-only, pages loaded at once): no copy, the page cache is the buffer. The lines'
+    strings point into it, so it stays mapped as long as they live. (A file truncated by
+    someone else during the run would kill the process with SIGBUS; nothing it wrote would
+    look complete: see docs/decisions.md.)"""
+    try:
+        with open(local, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(
+                f.fileno(),
+                0,
+                flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                prot=mmap.PROT_READ,
+            )
+    except OSError as exc:
+        raise DiffError(ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=name) from None
 
 
 def _nothing() -> None:
@@ -730,12 +734,7 @@ class _Run:
         mapping, each with a function that takes the chunk's pages out of this process's memory
         (they stay in the page cache) once its rows are spilled: the mapping does not grow with
         the file."""
-        try:
-            text = _map_file(path)
-        except OSError as exc:
-            raise DiffError(
-                ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
-            ) from None
+        text = _map_file(path, path)
         start, offset, n = 0, 0, len(text)
         while start < n:
             stop = min(start + _CHUNK_BYTES, n)
@@ -846,12 +845,7 @@ class _Run:
         fmt = sources.sniff_format(head)
         pre_bad: list[tuple[int, str, str]] = []
         if fmt == "ndjson":
-            try:
-                text = _map_file(local)
-            except OSError as exc:
-                raise DiffError(
-                    ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
-                ) from None
+            text = _map_file(local, path)
             scanned = scan_lines(text, self.spec.key, fi, threads=threads)
             del text  # the rows hold it (their strings are views into it)
             if scanned is not None:
