@@ -203,9 +203,13 @@ def test_types_names_nesting_arrays_and_declines() -> None:
         '{"id":4,"a":[1,{"z":"q"}],"a.b":{}}',  # an array is one leaf; {} has none
         '{"id":5,"\\u0061":1}',  # an escaped member name: left to the exact path
         '{"id":6,"a":1,"a":"s"}',  # a repeated member: left to the exact path
+        '{"id":7,"t":true}',
+        '{"id":8,"t":"x"}',  # the same names, another type: another shape
+        '{"id":9,"t":[]}',
+        '{"id":10,"t":{}}',  # no leaf at all under t
     ]
     results, types = scan_all("\n".join(lines).encode(), ("id",))
-    assert [r["typed"] for r in results] == [True, True, True, True, False, False]
+    assert [r["typed"] for r in results] == [True] * 4 + [False] * 2 + [True] * 4
     assert types == {
         ("id", "number"),
         ("a", "number"),
@@ -213,6 +217,9 @@ def test_types_names_nesting_arrays_and_declines() -> None:
         ("a", "string"),
         ("o.p", "boolean"),
         ("a", "array"),
+        ("t", "boolean"),
+        ("t", "string"),
+        ("t", "array"),
     }
 
 
