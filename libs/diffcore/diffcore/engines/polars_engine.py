@@ -521,19 +521,13 @@ class _Run:
             "before", spec.location("before"), files["before"]
         )
         self._timed("read_before", t)
-        # The before side's duplicate check (single-threaded) runs while the after side is
-        # read; its error, if any, is raised after the after side's record errors, as if run
-        # in turn.
-        thread = ThreadPoolExecutor(1)
-        before_duplicates = thread.submit(self._check_duplicates, before)
-        thread.shutdown(wait=False)
         t = _clock()
         after = self.sides["after"] = self._load_side(
             "after", spec.location("after"), files["after"]
         )
         self._timed("read_after", t)
         t = _clock()
-        before_duplicates.result()
+        self._check_duplicates(before)
         self._check_duplicates(after)
         self._timed("duplicates", t)
         for data in (before, after):
@@ -662,25 +656,15 @@ class _Run:
         self.engine._tick(f"read {side}", len(files), len(files))
         return data
 
-    def _partition_side(
-        self, data: _SideData, spill: str, p: int, lines_only: bool = False
-    ) -> _SideData:
+    def _partition_side(self, data: _SideData, spill: str, p: int) -> _SideData:
         import glob
 
         paths = sorted(glob.glob(os.path.join(spill, f"{data.side}-{p:05d}-*.arrow")))
         schema = {_KEY: pl.String, _LINE: pl.String, _FILE: pl.UInt32, _LINENO: pl.UInt32}
         if paths:
-            frame = pl.concat(
-                [
-                    pl.read_ipc(path, memory_map=False, columns=[_LINE] if lines_only else None)
-                    for path in paths
-                ],
-                rechunk=True,
-            )
+            frame = pl.concat([pl.read_ipc(path, memory_map=False) for path in paths], rechunk=True)
         else:
-            frame = pl.DataFrame({c: [] for c in schema}, schema=schema).select(
-                [_LINE] if lines_only else list(schema)
-            )
+            frame = pl.DataFrame({c: [] for c in schema}, schema=schema)
         part = _SideData(data.side, data.location, data.files, frame, data.records_per_file)
         part.bad = data.bad
         return part
@@ -721,9 +705,10 @@ class _Run:
                     del data
                     if offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
                         chunk = chunk[3:]
-                    yield (*self._chunk_rows(chunk, fi, offset), _nothing)
-                    offset += chunk.count(b"\n")
-                    del chunk
+                    rows, lines = self._chunk_rows(chunk, fi, offset)
+                    yield (*rows, _nothing)
+                    offset += lines
+                    del chunk, rows
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise DiffError(
                 ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
@@ -741,27 +726,24 @@ class _Run:
             if stop < n:
                 nl = text.find(b"\n", stop - 1)
                 stop = n if nl == -1 else nl + 1
-            release = _page_release(text, start, stop)
-            scanned = scan_lines(text, self.spec.key, fi, offset + 1, begin=start, end=stop)
-            if scanned is None:  # a line that is not UTF-8: line by line, to report it
-                import io
-
-                chunk = io.BytesIO(text[start:stop])
-                rows = self._python_rows(sources.iter_ndjson_lines("", chunk), fi, offset)
-                yield (*rows, release)
-                offset += text[start:stop].count(b"\n")
-            else:
-                yield scanned[0], [], scanned[1], release
-                offset += scanned[2]
+            rows, lines = self._chunk_rows(text, fi, offset, start, stop)
+            yield (*rows, _page_release(text, start, stop))
+            offset += lines
             start = stop
 
-    def _chunk_rows(self, chunk: bytes, fi: int, offset: int) -> _Rows:
-        scanned = scan_lines(chunk, self.spec.key, fi, offset + 1)
+    def _chunk_rows(
+        self, text: bytes | mmap.mmap, fi: int, offset: int, begin: int = 0, end: int | None = None
+    ) -> tuple[_Rows, int]:
+        """The rows of `text[begin:end]` (its lines numbered from `offset + 1`) and its number of
+        lines: scanned, or line by line when a line is not UTF-8 (to report it)."""
+        scanned = scan_lines(text, self.spec.key, fi, offset + 1, begin=begin, end=end)
         if scanned is not None:
-            return scanned[0], [], scanned[1]
-        import io  # a line that is not UTF-8: line by line, to report it
+            return (scanned[0], [], scanned[1]), scanned[2]
+        import io
 
-        return self._python_rows(sources.iter_ndjson_lines("", io.BytesIO(chunk)), fi, offset)
+        chunk = text[begin:end]
+        rows = self._python_rows(sources.iter_ndjson_lines("", io.BytesIO(chunk)), fi, offset)
+        return rows, chunk.count(b"\n")
 
     @staticmethod
     def _python_rows(records: Iterable[sources.RawRecord], fi: int, offset: int) -> _Rows:
@@ -842,24 +824,14 @@ class _Run:
             raise DiffError(
                 ErrorClass.IO_ERROR, f"cannot read input file: {exc}", file=path
             ) from None
-        fmt = sources.sniff_format(head)
-        pre_bad: list[tuple[int, str, str]] = []
-        if fmt == "ndjson":
+        if sources.sniff_format(head) == "ndjson":
             text = _map_file(local, path)
             scanned = scan_lines(text, self.spec.key, fi, threads=threads)
             del text  # the rows hold it (their strings are views into it)
             if scanned is not None:
-                return scanned[0], pre_bad, scanned[1]
-            # a line that is not UTF-8: line by line, to report it
-        texts: list[str] = []
-        linenos: list[int] = []
-        for rec in sources.iter_records(local):
-            if rec.error is not None:
-                pre_bad.append((rec.line, rec.text, rec.error))
-            else:
-                texts.append(rec.text)
-                linenos.append(rec.line)
-        return _rows_frame(texts, linenos, fi), pre_bad, set()
+                return scanned[0], [], scanned[1]
+        # a JSON array, or a line that is not UTF-8 (to report it): record by record
+        return self._python_rows(sources.iter_records(local), fi, 0)
 
     def _bad(
         self,
@@ -982,11 +954,8 @@ class _Run:
         data.hash_unique = True
         if frame.height < 2 or frame[_HASH].n_unique() == frame.height:  # the common case, cheap
             return
-        maybe = frame.filter(pl.col(_HASH).is_duplicated())
-        if maybe.height == 0:
-            return
         data.hash_unique = False
-        dups = maybe.filter(pl.col(_KEY).is_duplicated())
+        dups = frame.filter(pl.col(_HASH).is_duplicated()).filter(pl.col(_KEY).is_duplicated())
         if dups.height == 0:
             return
         dups = dups.sort(_FILE, _LINENO)
@@ -1018,10 +987,9 @@ class _Run:
         block after block.
 
         Every line of both sides is a valid record (checked when read, so a failing run writes
-        no data file). The byte-different pairs, sorted by key, are parsed by the worker
-        processes chunk by chunk while this process formats the inserts and deletes; then each
-        chunk's updates go out with the inserts and deletes whose keys sort before the chunk's
-        last key, so that writing overlaps parsing."""
+        no data file). The byte-different pairs, sorted by key, are compared by the worker
+        processes chunk by chunk; each chunk's updates go out with the inserts and deletes whose
+        keys sort up to the chunk's last key, so that writing overlaps the comparison."""
         spec = self.spec
         bf, af = before.frame, after.frame
         t = _clock()
@@ -1032,7 +1000,7 @@ class _Run:
         del pairing
         self.engine._tick("diff", 0, 2)
 
-        # 1. Byte-different pairs: parse both, compare leaf by leaf (in the workers, meanwhile).
+        # 1. Byte-different pairs: compared in the workers, meanwhile (`_work_chunk`).
         t = _clock()
         chunks = iter_pairs(
             bf[_LINE].gather(cand["rb"]), af[_LINE].gather(cand["ra"]), spec.ignore, pool
@@ -1050,7 +1018,8 @@ class _Run:
             up to `bound` (None: all), and the `updates` (k, rb, ra, ch)."""
             t = _clock()
             frames = []
-            for side, (rows, op) in enumerate(((ins, "c"), (dels, "d"))):
+            sides = ((ins, "c", af, "ra"), (dels, "d", bf, "rb"))
+            for side, (rows, op, source, row) in enumerate(sides):
                 start = taken[side]
                 end = rows.height
                 if bound is not None:
@@ -1058,10 +1027,7 @@ class _Run:
                 taken[side] = end
                 if end > start:
                     rows = rows.slice(start, end - start)
-                    texts = (af if op == "c" else bf)[_LINE].gather(
-                        rows["ra" if op == "c" else "rb"]
-                    )
-                    frames.append(_event_rows(rows[_KEY], op, texts))
+                    frames.append(_event_rows(rows[_KEY], op, source[_LINE].gather(rows[row])))
             if updates is not None and updates.height:
                 frames.append(
                     _event_rows(
