@@ -56,6 +56,7 @@ snapshots having the same order. Generation is parallel over files (--jobs, defa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -74,7 +75,19 @@ GENERATOR_VERSION = 1  # bump when the records or their fates change: invalidate
 
 DEFAULT_ROOT = os.environ.get("BENCH_DATA", "/tmp/bench-data")
 
-UPDATE_KINDS = ("city", "email", "tags", "qty", "balance", "counter", "flag", "touch", "note")
+# Each update kind changes exactly one leaf (`apply_update`): the output column it shows in.
+UPDATE_COLUMN = {
+    "city": "customer.address.city",
+    "email": "customer.email",
+    "tags": "tags",
+    "qty": "orders",
+    "balance": "balance",
+    "counter": "counters.events",
+    "flag": "flags.active",
+    "touch": "updated_at",
+    "note": "note",
+}
+UPDATE_KINDS = tuple(UPDATE_COLUMN)
 REWRITE_KINDS = ("whitespace", "unicode_escape", "reorder", "null_member", "number_form")
 
 _ID_MULT = 0x9E3779B97F4A7C15 | 1  # odd: i -> i*M mod 2**42 is a bijection for i < 2**42
@@ -261,17 +274,7 @@ class Params:
             raise ValueError("deletes + updates + rewrites must be <= 1")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "generator_version": GENERATOR_VERSION,
-            "records": self.records,
-            "seed": self.seed,
-            "inserts": self.inserts,
-            "deletes": self.deletes,
-            "updates": self.updates,
-            "rewrites": self.rewrites,
-            "files": self.files,
-            "chunk": self.chunk,
-        }
+        return {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(self)}
 
     def name(self) -> str:
         """Folder name of this data set in the cache root, e.g. `n1000000-s42-i5-d5-u8-r2-f4`."""
@@ -660,14 +663,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--records", type=int, required=True, help="records in the before snapshot")
     ap.add_argument("--out", help=f"folder (default: $BENCH_DATA or {DEFAULT_ROOT}, /<params>)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--inserts", type=float, default=0.05, help="share of --records (0.05)")
-    ap.add_argument("--deletes", type=float, default=0.05, help="share of before (0.05)")
-    ap.add_argument("--updates", type=float, default=0.08, help="real changes (0.08)")
+    default = {f.name: f.default for f in dataclasses.fields(Params)}
+    ap.add_argument("--seed", type=int, default=default["seed"])
+    for name, what in (
+        ("inserts", "share of --records"),
+        ("deletes", "share of before"),
+        ("updates", "real changes"),
+        ("rewrites", "byte-different, contract-equal"),
+    ):
+        ap.add_argument(
+            f"--{name}", type=float, default=default[name], help=f"{what} (%(default)s)"
+        )
     ap.add_argument(
-        "--rewrites", type=float, default=0.02, help="byte-different, contract-equal (0.02)"
+        "--files", type=int, default=default["files"], help="files per snapshot (%(default)s)"
     )
-    ap.add_argument("--files", type=int, default=4, help="files per snapshot (4)")
     ap.add_argument("--jobs", type=int, default=None, help="processes (default: cores)")
     ap.add_argument("--force", action="store_true", help="regenerate even if cached")
     ap.add_argument(

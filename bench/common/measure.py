@@ -68,10 +68,8 @@ class RunResult:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stderr"] = self.stderr[-2000:]
-        d["stdout"] = self.stdout[-2000:]
-        return d
+        """The measurements, without the command's output."""
+        return {k: v for k, v in asdict(self).items() if k not in ("stdout", "stderr")}
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -120,7 +118,6 @@ def run_once(
         )
         ps = psutil.Process(popen.pid)
         peak_tree = 0
-        status = None
         next_tick = t0 + tick
         killed_for: str | None = None
         while True:
@@ -150,7 +147,7 @@ def run_once(
                 next_tick += tick
             time.sleep(interval)
         wall = time.perf_counter() - t0
-        popen.returncode = os.waitstatus_to_exitcode(wstatus)
+        rc = os.waitstatus_to_exitcode(wstatus)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -161,7 +158,6 @@ def run_once(
         rep = None
     finally:
         Path(report).unlink(missing_ok=True)
-    rc = popen.returncode
     if rep:  # the command's own numbers, from the launcher
         rc, wall = rep["exit"], rep["wall_s"]
         kernel, user, sys_ = rep["maxrss_kb"] * 1024, rep["user_s"], rep["sys_s"]
@@ -172,8 +168,10 @@ def run_once(
         status = killed_for
     elif rc == -signal.SIGKILL:
         status = "oom"  # killed by the kernel's OOM killer (we did not kill it)
-    elif rc != 0 or "MemoryError" in stderr[-500:]:
-        status = "oom" if "MemoryError" in stderr[-500:] else "failed"
+    elif "MemoryError" in stderr[-500:]:
+        status = "oom"
+    elif rc != 0:
+        status = "failed"
     else:
         status = "ok"
     return RunResult(

@@ -48,10 +48,12 @@ __all__ = [
     "FAKE_AWS",
     "ManagedProcess",
     "ServiceError",
+    "aws_env",
     "consume_all",
     "create_topics",
     "free_port",
     "moto_server",
+    "patched_environ",
     "start_process",
     "tansu_binary",
     "tansu_broker",
@@ -89,6 +91,7 @@ def aws_env(endpoint_url: str) -> contextlib.AbstractContextManager[None]:
     return patched_environ(
         {
             "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ENDPOINT_URL_S3": endpoint_url,  # read first by boto3 and diffcore.store
             "AWS_ACCESS_KEY_ID": FAKE_AWS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": FAKE_AWS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": FAKE_AWS["region_name"],
