@@ -53,7 +53,7 @@ _SENSITIVE_PROP = re.compile(r"password|secret|jaas|\.pem$|oauthbearer\.config|t
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MAX_WORKERS = 64  # PUBLISH_WORKERS: processes publishing files side by side, each with a producer
+MAX_WORKERS = layout.MAX_PUBLISH_WORKERS  # PUBLISH_WORKERS: processes publishing files side by side
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -167,11 +167,12 @@ def _workers(environ: Mapping[str, str]) -> int:
     value = environ.get("PUBLISH_WORKERS", "").strip()
     if not value:
         return 1
-    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+    workers = int(value) if value.isdigit() else 0
+    if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(
             f"PUBLISH_WORKERS must be a whole number from 1 to {MAX_WORKERS}, got {value!r}"
         )
-    return int(value)
+    return workers
 
 
 def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:

@@ -108,15 +108,18 @@ def setup_logging(
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """A log record as plain picklable values, to be replayed in another process
     (`replay_record`): the message formatted, a traceback as text, other values kept if they
-    pickle, as their `str` otherwise (what `JsonFormatter` would write for them anyway)."""
+    pickle, as their `str` otherwise (what `JsonFormatter` would write for them anyway). The
+    standard attributes are plain values (`msg` is replaced by the formatted message): only the
+    extra fields are tried."""
     out: dict[str, Any] = {}
     for name, value in record.__dict__.items():
         if name in ("args", "exc_info", "exc_text", "stack_info"):
             continue
-        try:
-            pickle.dumps(value)
-        except Exception:  # noqa: BLE001 - anything unpicklable is logged as its text
-            value = str(value)
+        if name not in _STANDARD_ATTRS:
+            try:
+                pickle.dumps(value)
+            except Exception:  # noqa: BLE001 - anything unpicklable is logged as its text
+                value = str(value)
         out[name] = value
     out["msg"] = record.getMessage()
     out["args"] = None

@@ -45,16 +45,6 @@ from kafka_publisher import errors
 from kafka_publisher.logs import forward_logging, replay_record
 
 _JOIN_TIMEOUT_S = 30.0
-_ERRORS: dict[str, type[errors.PublisherError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.PublisherError,
-        errors.NotReady,
-        errors.ConfigError,
-        errors.DeliveryError,
-        errors.BadData,
-    )
-}
 
 
 class FilePublisher(Protocol):
@@ -183,10 +173,10 @@ def _schedule(
                 record(message[1], worker.number)
                 hand_out(worker)
             elif kind == "failed":
-                _, error_class, text, fields, failed = message
+                _, error, failed = message
                 add_failed(failed)
                 if failure is None:
-                    failure = _ERRORS.get(error_class, errors.PublisherError)(text, **fields)
+                    failure = error  # pickled whole: class, message, fields (exit code)
                 worker.file_index = None  # it stops by itself
             elif kind == "crashed":
                 _, text, trace, failed = message
@@ -269,7 +259,7 @@ def _worker_main(
             except _ParentGone:
                 return
             except errors.PublisherError as exc:
-                send(("failed", type(exc).__name__, exc.message, exc.fields, _failed(publisher)))
+                send(("failed", exc, _failed(publisher)))
                 return
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
                 send(

@@ -166,17 +166,13 @@ class KafkaSink:
 class FileResult:
     """What publishing one file did (also what a worker process reports for it)."""
 
-    name: str
-    events: int
+    stats: reader.FileStats
     tombstones: int
-    per_op: dict[str, int]
-    value_bytes: int
-    raw_bytes: int
     duration_s: float
 
     @property
     def messages(self) -> int:
-        return self.events + self.tombstones
+        return self.stats.events + self.tombstones
 
 
 def _publish_file(
@@ -245,36 +241,23 @@ def _publish_file(
             file=data_file.name,
         )
     checkpoints.save(diffs_location, run_date, data_file, produced + n_tombstones, topic)
-    return FileResult(
-        name=data_file.name,
-        events=stats.events,
-        tombstones=n_tombstones,
-        per_op=dict(stats.per_op),
-        value_bytes=stats.value_bytes,
-        raw_bytes=stats.raw_bytes,
-        duration_s=time.monotonic() - started,
-    )
+    return FileResult(stats, n_tombstones, time.monotonic() - started)
 
 
 def _record(summary: Summary, result: FileResult, log: logging.Logger, **extra: Any) -> None:
     """Count a published file in the summary and log it."""
     summary.files_published += 1
-    summary.events += result.events
-    summary.tombstones += result.tombstones
-    summary.value_bytes += result.value_bytes
-    summary.raw_bytes += result.raw_bytes
-    for op, n in result.per_op.items():
-        summary.per_op[op] += n
-    took = result.duration_s
+    stats, took = result.stats, result.duration_s
+    _add(summary, stats, result.tombstones)
     log.info(
         "file published",
         extra={
-            "file": result.name,
-            "events": result.events,
+            "file": stats.name,
+            "events": stats.events,
             "tombstones": result.tombstones,
-            "per_op": dict(result.per_op),
-            "bytes": result.value_bytes,
-            "bytes_read": result.raw_bytes,
+            "per_op": dict(stats.per_op),
+            "bytes": stats.value_bytes,
+            "bytes_read": stats.raw_bytes,
             "duration_s": round(took, 3),
             "messages_per_s": round(result.messages / took, 1) if took > 0 else None,
             **extra,
@@ -283,9 +266,10 @@ def _record(summary: Summary, result: FileResult, log: logging.Logger, **extra: 
 
 
 class _WorkerPublisher:
-    """`parallel.FilePublisher`: what a worker process runs. Built in the parent, but the
-    producer is created only in `connect()`, in the worker, after the fork: a librdkafka
-    producer (its threads, its connections) must never be inherited across a fork."""
+    """`parallel.FilePublisher`: what a worker process runs (and what `publish_day` runs in its
+    own process with one worker). Built in the parent, but the producer is created only in
+    `connect()`, in the worker, after the fork: a librdkafka producer (its threads, its
+    connections) must never be inherited across a fork."""
 
     def __init__(
         self,
@@ -293,13 +277,15 @@ class _WorkerPublisher:
         diffs_location: str,
         tombstones: bool,
         sink_factory: Callable[[], KafkaSink],
+        summary: Summary | None = None,
     ) -> None:
         self.run_date = run_date
         self.diffs_location = diffs_location
         self.tombstones = tombstones
         self.sink_factory = sink_factory
         self.sink: KafkaSink | None = None
-        self.summary = Summary(run_date=run_date, dry_run=False)  # collects `failed` only
+        # Collects `failed` only (the run's own summary when publishing in this process).
+        self.summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
 
     def connect(self) -> int:
         self.sink = self.sink_factory()
@@ -422,7 +408,7 @@ def publish_day(
                 },
             )
         todo.append(data_file)
-    if todo and workers > 1 and len(todo) > 1:
+    if workers > 1 and len(todo) > 1:
         worker_publisher = _WorkerPublisher(run_date, diffs_location, tombstones, sink_factory)
 
         def record(result: FileResult, worker: int) -> None:
@@ -435,17 +421,14 @@ def publish_day(
             todo, min(workers, len(todo)), worker_publisher, record, add_failed, log, topic
         )
     elif todo:
-        sink = sink_factory()
+        publisher = _WorkerPublisher(run_date, diffs_location, tombstones, sink_factory, summary)
         try:
-            partitions = sink.check_topic()
+            partitions = publisher.connect()
             log.info("connected", extra={"topic": topic, "partitions": partitions})
             for data_file in todo:
-                result = _publish_file(
-                    sink, run_date, data_file, diffs_location, tombstones, summary
-                )
-                _record(summary, result, log)
+                _record(summary, publisher.publish(data_file), log)
         finally:
-            sink.close()
+            publisher.close()
     if summary.files_skipped == 0:
         try:
             _check_day_counts(manifest, summary)

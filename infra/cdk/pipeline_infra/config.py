@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from diffcore.layout import DEFAULT_QUEUE_NAME
+from diffcore.layout import DEFAULT_QUEUE_NAME, MAX_PUBLISH_WORKERS
 
 
 class ConfigError(ValueError):
@@ -64,8 +64,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     2048: tuple(range(4096, 16385, 1024)),
     4096: tuple(range(8192, 30721, 1024)),
 }
-# The publisher's PUBLISH_WORKERS range (kafka_publisher.config.MAX_WORKERS).
-MAX_PUBLISHER_WORKERS = 64
+# The publisher's PUBLISH_WORKERS range (the bound kafka_publisher.config.MAX_WORKERS is too).
+MAX_PUBLISHER_WORKERS = MAX_PUBLISH_WORKERS
 # Longest region name (ap-southeast-3, ap-northeast-1, ...) and account id, for default bucket names.
 _MAX_REGION_LEN = 14
 _ACCOUNT_LEN = 12

@@ -25,6 +25,10 @@ DEFAULT_QUEUE_NAME = "diffs-events-queue"
 DEFAULT_MAX_RECORDS_PER_FILE = 100_000
 DEFAULT_MAX_BYTES_PER_FILE = 128 * 1024 * 1024
 
+# The publisher's PUBLISH_WORKERS upper bound (processes publishing files side by side, each with
+# a producer); the infra checks its `publisher_workers` against the same bound.
+MAX_PUBLISH_WORKERS = 64
+
 _DATA_FILE_RE = re.compile(r"^part-(\d{5,})\.jsonl(\.gz)?$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
