@@ -24,6 +24,7 @@ wheel (`--additional-python-modules`), so it runs as an uploaded single file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -278,13 +279,7 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
         "run_complete",
         run_date=m.run_date,
         folder=result.folder,
-        counts={
-            "c": m.counts.c,
-            "u": m.counts.u,
-            "d": m.counts.d,
-            "unchanged": m.counts.unchanged,
-            "bad_records": m.counts.bad_records,
-        },
+        counts=dataclasses.asdict(m.counts),
         inputs={"before": m.before.records, "after": m.after.records},
         files=[{"name": f.name, "records": f.records, "bytes": f.bytes} for f in m.files],
         schema_drift={
@@ -295,7 +290,7 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
         bad_records_file=m.bad_records_file,
         engine=m.engine.version,
         seconds=round(time.monotonic() - started, 3),
-        **{"engine_stats": getattr(engine, "last_stats", {})},
+        engine_stats=engine.last_stats,
     )
     return 0
 

@@ -19,7 +19,7 @@ import pytest
 from diffcore import layout, s3events
 from diffcore.manifest import Manifest
 from glue_job import main as job
-from tests.support.services import FAKE_AWS, moto_server
+from tests.support.services import FAKE_AWS, aws_env, moto_server
 
 BUCKET = "diffs-bucket"
 DATA = "data-bucket"
@@ -160,30 +160,8 @@ def test_bad_arguments_exit_2(extra: list[str], code: int) -> None:
 
 @pytest.fixture(scope="module")
 def endpoint():
-    with moto_server() as url:
-        saved = {
-            k: os.environ.get(k)
-            for k in (
-                "AWS_ENDPOINT_URL",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_DEFAULT_REGION",
-            )
-        }
-        os.environ.update(
-            AWS_ENDPOINT_URL=url,
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            AWS_DEFAULT_REGION="us-east-1",
-        )
-        try:
-            yield url
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with moto_server() as url, aws_env(url):
+        yield url
 
 
 @pytest.fixture(scope="module")

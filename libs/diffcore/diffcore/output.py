@@ -33,7 +33,7 @@ from diffcore import layout, store
 from diffcore.manifest import DataFile, Manifest
 from diffcore.spec import OutputOptions
 
-_GZIP_LEVEL = 6
+GZIP_LEVEL = 6  # every gzip data file (with mtime=0: the same input gives the same bytes)
 _WRITE_CHUNK = 4 * 1024 * 1024
 
 
@@ -90,7 +90,7 @@ class _Part:
         self._sink = _HashingSink(self._ctx.__enter__())
         self._gz = (
             gzip.GzipFile(
-                fileobj=self._sink, mode="wb", compresslevel=_GZIP_LEVEL, mtime=0, filename=""
+                fileobj=self._sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename=""
             )  # type: ignore[arg-type]
             if gzip_output
             else None
@@ -297,15 +297,26 @@ class RunWriter:
             self.files.append(self._part.close())
             self._part = None
 
-    def finish(self) -> tuple[tuple[DataFile, ...], str | None]:
+    def finish(
+        self, staged_bad_records: str | None = None
+    ) -> tuple[tuple[DataFile, ...], str | None]:
         """Close the last part, write (or remove) the quarantine file, remove stale data files.
+
+        `staged_bad_records`: an already-written quarantine file (e.g. a Spark job's, lines of
+        `BadRecord.to_line()`), moved into place instead of writing `bad_records` (which must
+        then be empty).
 
         Returns the data files of this run and the name of the bad-records file (or None).
         """
+        if staged_bad_records is not None and self.bad_records:
+            raise ValueError("a staged bad-records file and bad records added: give one")
         self._close_part()
         bad_location = store.join(self.folder, layout.BAD_RECORDS_NAME)
         bad_name: str | None = None
-        if self.bad_records:
+        if staged_bad_records is not None:
+            store.move(staged_bad_records, bad_location)
+            bad_name = layout.BAD_RECORDS_NAME
+        elif self.bad_records:
             blob = "".join(b.to_line() + "\n" for b in self.bad_records).encode("utf-8")
             store.write_bytes(bad_location, blob)
             bad_name = layout.BAD_RECORDS_NAME

@@ -184,6 +184,41 @@ def test_bad_record_line() -> None:
     assert "é" in line
 
 
+def test_finish_moves_a_staged_bad_records_file(tmp_path: Path) -> None:
+    folder = tmp_path / "2026-11-25"
+    folder.mkdir()
+    (folder / layout.BAD_RECORDS_NAME).write_text("old\n")
+    staged = tmp_path / "staging" / "bad-records-00000.staged"
+    staged.parent.mkdir()
+    line = BadRecord("malformed_json", "bad", "after", "a.jsonl", 2, "{").to_line() + "\n"
+    staged.write_text(line)
+    w = RunWriter(str(folder))
+    w.begin()
+    w.write("e")
+    files, bad = w.finish(staged_bad_records=str(staged))
+    assert bad == layout.BAD_RECORDS_NAME
+    assert (folder / layout.BAD_RECORDS_NAME).read_text() == line
+    assert not staged.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [layout.BAD_RECORDS_NAME, files[0].name]
+    # Both a staged file and bad records added: which one would be the quarantine file?
+    w2 = RunWriter(str(tmp_path / "other"))
+    w2.add_bad_record(BadRecord("missing_key", "no id", "before", "b.jsonl", 1, "{}"))
+    with pytest.raises(ValueError):
+        w2.finish(staged_bad_records=str(folder / layout.BAD_RECORDS_NAME))
+
+
+def test_s3_finish_moves_a_staged_bad_records_file(s3_bucket: str) -> None:
+    folder = f"s3://{s3_bucket}/diffs/2026-11-25"
+    staged = f"s3://{s3_bucket}/staging/bad.staged"
+    store.write_text(staged, "x\n")
+    w = RunWriter(folder)
+    w.begin()
+    _, bad = w.finish(staged_bad_records=staged)
+    assert bad == layout.BAD_RECORDS_NAME
+    assert store.read_text(store.join(folder, bad)) == "x\n"
+    assert not store.exists(staged)
+
+
 def test_describe_and_promote_local(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()

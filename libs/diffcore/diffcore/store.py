@@ -15,7 +15,7 @@ The API is deliberately small (the Glue job reuses it):
     is_s3(loc) / split_s3(uri) / join(base, *parts)
     list_files(loc) -> list[str]            # every object/file under a dir or prefix, sorted
     exists(loc) / size(loc)
-    open_read(loc) -> BinaryIO              # streaming read
+    open_read(loc, start=0) -> BinaryIO     # streaming read, from byte `start`
     read_bytes(loc) / read_text(loc)
     open_write(loc) -> context manager      # streaming, atomic at close, nothing on error
     write_bytes(loc, data) / write_text(loc, text)
@@ -183,21 +183,25 @@ class _S3Reader(io.RawIOBase):
             super().close()
 
 
-def open_read(location: str) -> BinaryIO:
-    """Open a file/object for streaming binary reading (close it, or use `with`).
+def open_read(location: str, start: int = 0) -> BinaryIO:
+    """Open a file/object for streaming binary reading (close it, or use `with`), positioned
+    at byte `start` (S3: a ranged GET; `start` must be below the size, or S3 refuses it).
 
     Raises `FileNotFoundError` when it does not exist.
     """
     if is_s3(location):
         bucket, key = split_s3(location)
+        ranged = {"Range": f"bytes={start}-"} if start > 0 else {}
         try:
-            body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            body = s3_client().get_object(Bucket=bucket, Key=key, **ranged)["Body"]
         except Exception as exc:
             if _is_not_found(exc):
                 raise FileNotFoundError(location) from None
             raise
         return io.BufferedReader(_S3Reader(body), buffer_size=1024 * 1024)  # type: ignore[return-value]
-    return open(location, "rb")
+    f = open(location, "rb")  # noqa: SIM115 - the caller closes it
+    f.seek(start)
+    return f
 
 
 def read_bytes(location: str) -> bytes:

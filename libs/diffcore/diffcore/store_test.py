@@ -75,6 +75,18 @@ def test_local_copy_and_move(tmp_path: Path) -> None:
 def test_open_read_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         store.open_read(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        store.open_read(str(tmp_path / "nope"), start=3)
+
+
+def test_local_open_read_from_a_byte(tmp_path: Path) -> None:
+    target = str(tmp_path / "a.jsonl")
+    store.write_bytes(target, b"0123456789")
+    with store.open_read(target, start=0) as f:
+        assert f.read() == b"0123456789"
+    with store.open_read(target, start=4) as f:
+        assert f.read(3) == b"456"
+        assert f.readline() == b"789"
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +108,20 @@ def test_s3_roundtrip(s3_bucket: str) -> None:
     store.delete(uri)
     with pytest.raises(FileNotFoundError):
         store.open_read(uri)
+
+
+def test_s3_open_read_from_a_byte(s3_bucket: str) -> None:
+    uri = f"s3://{s3_bucket}/ranged.jsonl"
+    store.write_bytes(uri, b"0123456789")
+    with store.open_read(uri, start=0) as f:
+        assert f.read() == b"0123456789"
+    with store.open_read(uri, start=4) as f:  # a ranged GET
+        assert f.read(3) == b"456"
+        assert f.readline() == b"789"
+    with store.open_read(uri, start=9) as f:
+        assert f.read() == b"9"
+    with pytest.raises(FileNotFoundError):
+        store.open_read(f"s3://{s3_bucket}/missing.jsonl", start=4)
 
 
 def test_s3_list_prefix_semantics(s3_bucket: str) -> None:

@@ -78,19 +78,20 @@ import os
 import sys
 import tempfile
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import diffcore
-from diffcore import jsonvalue, layout, sources, store
+from diffcore import jsonvalue, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.events import event_line_of_key_text
 from diffcore.jsonvalue import canonical_json, get_path, json_type
-from diffcore.output import BadRecord, RunWriter
+from diffcore.output import GZIP_LEVEL, BadRecord, RunWriter
 from diffcore.spec import SIDES, RunSpec
 
 try:  # optional accelerator (the `orjson` extra); the standard library is the reference
@@ -165,9 +166,6 @@ def record_key(obj: Any, key: tuple[str, ...]) -> tuple[ErrorClass | None, str]:
     return None, canonical_json(values)
 
 
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # integers orjson parses exactly
-
-
 def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
     """The canonical JSON of a valid record's key, on the fast path; None when the careful path
     (`parse_record` + `record_key`, exact error messages) must decide.
@@ -190,7 +188,8 @@ def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
     for path in key:
         value = obj.get(path) if "." not in path else get_path(obj, path)
         kind = type(value)
-        if kind is str or kind is bool or (kind is int and _INT_MIN <= value <= _INT_MAX):
+        # orjson gives an int only in [-2**63, 2**64) (a float beyond): always exact here.
+        if kind is str or kind is bool or kind is int:
             values[path] = value
         else:
             return None
@@ -206,21 +205,6 @@ class ReadTask:
     end: int  # -1: to the end of the file
     rng: int  # range index within the file
     gz: bool
-
-
-def _open_at(path: str, start: int) -> Any:
-    """A binary stream positioned at byte `start` (ranged GET on S3)."""
-    if start == 0:
-        return store.open_read(path)
-    if store.is_s3(path):
-        import io
-
-        bucket, key = store.split_s3(path)
-        body = store.s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")["Body"]
-        return io.BufferedReader(store._S3Reader(body), buffer_size=1024 * 1024)  # noqa: SLF001
-    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    f.seek(start)
-    return f
 
 
 class _RangeLines:
@@ -269,7 +253,7 @@ def iter_task_lines(
                 counter[0] = item[0]
                 yield item
         return
-    with _open_at(task.path, max(task.start - 1, 0)) as raw:
+    with store.open_read(task.path, max(task.start - 1, 0)) as raw:  # S3: a ranged GET
         lines = _RangeLines(raw, task.start, task.end)
         try:
             yield from sources.iter_ndjson_raw(lines)
@@ -335,9 +319,7 @@ def parse_tasks(batches: Iterable[Any], key: tuple[str, ...], keep_bad: bool) ->
     out = _BatchBuilder(schema, tuple(schema.names))
     for batch in batches:
         for t in batch.to_pylist():
-            task = ReadTask(
-                t["side"], t["file"], t["path"], t["start"], t["end"], t["rng"], t["gz"]
-            )
+            task = ReadTask(**t)  # the columns of `_tasks_df` are its fields
             yield from _parse_one(task, key, keep_bad, out, schema)
     last = out.flush()
     if last is not None:
@@ -388,7 +370,11 @@ class _RecordRows:
             ],
             schema=self.schema,
         )
-        self.keys, self.texts, self.lines, self.nbytes = [], [], [], 0
+        # Cleared in place: `_parse_one` holds these lists (Arrow copied them into the batch).
+        self.keys.clear()
+        self.texts.clear()
+        self.lines.clear()
+        self.nbytes = 0
         return batch
 
 
@@ -433,7 +419,6 @@ def _parse_one(
                     rows.nbytes += len(text)
                     if len(keys) >= _BATCH_ROWS or rows.nbytes >= _BATCH_BYTES:
                         yield rows.flush()
-                        keys, texts, lines = rows.keys, rows.texts, rows.lines
                     continue
                 rec = sources.ndjson_record(task.path, item[0], item[1])
             else:
@@ -455,10 +440,9 @@ def _parse_one(
                     else:
                         records += 1
                         b = rows.add(found, rec.text.strip().encode("utf-8"), rec.line)
-                        keys, texts, lines = rows.keys, rows.texts, rows.lines
             if b is not None:
                 yield b
-    except (OSError, EOFError, zlib_error()) as exc:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         errors.insert(
             0,
             {
@@ -475,12 +459,6 @@ def _parse_one(
     b = out.add((KIND_STATS, task.side, None, None, task.file, task.rng, None, json.dumps(stats)))
     if b is not None:
         yield b
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 JOIN_COLUMNS = ("kind", "key", "side", "text", "file", "rng", "line", "info")
@@ -660,9 +638,7 @@ def search_leaf_types(
     found: set[tuple[str, str]] = set()
     for batch in batches:
         for t in batch.to_pylist():
-            task = ReadTask(
-                t["side"], t["file"], t["path"], t["start"], t["end"], t["rng"], t["gz"]
-            )
+            task = ReadTask(**t)  # the columns of `_tasks_df` are its fields
             pattern = patterns[task.side]
             missing = {(p, k) for p, kinds in wanted[task.side].items() for k in kinds} - found
             for item in iter_task_lines(task, [0]):
@@ -712,7 +688,8 @@ def _write_staged(
 
     def flush() -> tuple[int, str, int, int, str]:
         nonlocal seq, buf, n
-        data = gzip.compress(bytes(buf), mtime=0) if gz else bytes(buf)
+        # `buf` itself, not a copy (it is rebound below); mtime=0: the same bytes every run.
+        data = gzip.compress(buf, compresslevel=GZIP_LEVEL, mtime=0) if gz else buf
         path = store.join(staging, f"{stem}-{seq:05d}{suffix}")
         store.write_bytes(path, data)
         meta = (seq, path, n, len(data), hashlib.sha256(data).hexdigest())
@@ -799,11 +776,6 @@ def _parts_batch(partition: int, rows: list[tuple[int, str, int, int, str]]) -> 
 # Driver side
 
 
-def resolve_files(location: str) -> list[str]:
-    """The data files of a snapshot location (contract section 1): `diffcore.sources`."""
-    return sources.resolve(location)
-
-
 def local_session(
     app_name: str = "diffcore-spark", cores: int = 2, shuffle_partitions: int = 4, **conf: str
 ) -> Any:
@@ -858,7 +830,6 @@ class SparkEngine:
         self.shuffle_partitions = shuffle_partitions
         self.partition_bytes = partition_bytes
         self.last_stats: dict[str, Any] = {}
-        self._writer: RunWriter | None = None
 
     @property
     def version(self) -> str:
@@ -868,9 +839,10 @@ class SparkEngine:
 
     def run(self, spec: RunSpec) -> RunResult:
         started = _now()
-        # First write of a run (docs/decisions.md): D is incomplete from now on, so a rerun
-        # that fails leaves no manifest behind, old or new.
-        store.delete(store.join(spec.run_folder, layout.MANIFEST_NAME))
+        # First write of a run (docs/decisions.md): `begin()` removes the manifest, so D is
+        # incomplete from now on and a rerun that fails leaves no manifest behind, old or new.
+        writer = RunWriter(spec.run_folder, spec.output)
+        writer.begin()
         token = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         if self.staging:
             staging = store.join(self.staging, f"diffcore-spark-{token}")
@@ -880,13 +852,15 @@ class SparkEngine:
             staging = tempfile.mkdtemp(prefix=f"diffcore-spark-{token}-")
         cached: list[Any] = []
         try:
-            return self._run(spec, started, staging, cached)
+            return self._run(spec, writer, started, staging, cached)
         finally:
             for df in cached:
                 df.unpersist()
             _remove_tree(staging)
 
-    def _run(self, spec: RunSpec, started: str, staging: str, cached: list[Any]) -> RunResult:
+    def _run(
+        self, spec: RunSpec, writer: RunWriter, started: str, staging: str, cached: list[Any]
+    ) -> RunResult:
         from pyspark.sql import functions as F
 
         spark = self.spark
@@ -976,7 +950,7 @@ class SparkEngine:
             bad_staged = meta[0]["path"] if meta else None
 
         clock.lap("write")
-        data_files, bad_name = self._promote(spec, staged, bad_staged)
+        data_files, bad_name = self._promote(writer, staged, bad_staged)
         manifest = mf.Manifest(
             run_date=spec.run_date,
             engine=mf.Engine(ENGINE_NAME, self.version),
@@ -991,8 +965,7 @@ class SparkEngine:
             finished_at=_now(),
             bad_records_file=bad_name,
         )
-        assert self._writer is not None
-        self._writer.write_manifest(manifest)  # last
+        writer.write_manifest(manifest)  # last
         clock.lap("promote")
         self.last_stats = {
             "partitions": partitions,
@@ -1006,7 +979,7 @@ class SparkEngine:
 
     def _files(self, spec: RunSpec, side: str) -> tuple[str, ...]:
         location = spec.location(side)  # type: ignore[arg-type]
-        found = tuple(resolve_files(location))
+        found = tuple(sources.resolve(location))  # contract section 1
         if not found and side not in spec.allow_empty:
             raise DiffError(
                 ErrorClass.EMPTY_SNAPSHOT, f"the {side} snapshot has no data files", file=location
@@ -1022,7 +995,7 @@ class SparkEngine:
                 gz = sources.is_gzip(path)
                 try:
                     size = store.size(path)
-                except (OSError, Exception) as exc:  # noqa: BLE001 - botocore errors too
+                except Exception as exc:  # noqa: BLE001 - OSError, botocore errors too
                     raise DiffError(
                         ErrorClass.IO_ERROR, f"cannot read {path}: {exc}", file=path
                     ) from None
@@ -1153,29 +1126,21 @@ class SparkEngine:
             records=sum(counts),
         )
 
+    @staticmethod
     def _promote(
-        self,
-        spec: RunSpec,
+        writer: RunWriter,
         staged: list[tuple[int, int, str, int, int, str]],
         bad_staged: str | None,
     ) -> tuple[tuple[mf.DataFile, ...], str | None]:
-        """Staged files -> `part-NNNNN` in (partition, sequence) order, through
-        `output.RunWriter` (the order of writes of docs/decisions.md; the manifest comes last,
-        from `run`)."""
-        writer = self._writer = RunWriter(spec.run_folder, spec.output)
-        writer.begin()
+        """Staged files -> `part-NNNNN` in (partition, sequence) order, and the staged
+        bad-records file into place, through `output.RunWriter` (the order of writes of
+        docs/decisions.md; `run` began the writer, and writes the manifest last)."""
         # The write tasks hashed and counted what they wrote: the driver does not read it again.
         writer.promote(
             [path for _, _, path, _, _, _ in staged],
             described=[mf.DataFile(path, n, size, sha) for _, _, path, n, size, sha in staged],
         )
-        files, bad_name = writer.finish()
-        if bad_staged:
-            # TODO(output.py): a RunWriter API for a staged bad-records file; until then it is
-            # moved into place after finish() (which removed an older one) and before the manifest.
-            store.move(bad_staged, store.join(spec.run_folder, layout.BAD_RECORDS_NAME))
-            bad_name = layout.BAD_RECORDS_NAME
-        return files, bad_name
+        return writer.finish(staged_bad_records=bad_staged)
 
 
 def _remove_tree(location: str) -> None:
