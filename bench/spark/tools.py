@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 RUN_DATE = "2026-11-25"
 
@@ -61,16 +62,23 @@ def spark_engine(before: str, after: str, out: str) -> dict:
         RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE)
     )
     t2 = time.monotonic()
-    c = result.manifest.counts
+    return {
+        **_counts(result.manifest),
+        "session_s": t1 - t0,
+        "diff_s": t2 - t1,
+        "engine_stats": engine.last_stats,
+    }
+
+
+def _counts(manifest: Any) -> dict:
+    """A diffcore run's counts and data files, as the bench reports them."""
+    c = manifest.counts
     return {
         "inserted": c.c,
         "deleted": c.d,
         "updated": c.u,
         "unchanged": c.unchanged,
-        "session_s": t1 - t0,
-        "diff_s": t2 - t1,
-        "files": len(result.manifest.files),
-        "engine_stats": engine.last_stats,
+        "files": len(manifest.files),
     }
 
 
@@ -107,16 +115,7 @@ def polars_engine(before: str, after: str, out: str) -> dict:
     result = PolarsEngine().run(
         RunSpec(before=before, after=after, key=("id",), out=out, run_date=RUN_DATE)
     )
-    c = result.manifest.counts
-    return {
-        "inserted": c.c,
-        "deleted": c.d,
-        "updated": c.u,
-        "unchanged": c.unchanged,
-        "session_s": 0.0,
-        "diff_s": time.monotonic() - t0,
-        "files": len(result.manifest.files),
-    }
+    return {**_counts(result.manifest), "session_s": 0.0, "diff_s": time.monotonic() - t0}
 
 
 TOOLS = {"spark_engine": spark_engine, "gresearch": gresearch, "polars_engine": polars_engine}
