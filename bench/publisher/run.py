@@ -178,13 +178,17 @@ def _cpu() -> tuple[int, int]:
     return sum(values), values[3] + values[4]
 
 
+def _busy(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """Share of all cores busy between two `_cpu()` readings."""
+    return 1 - (end[1] - start[1]) / max(1, end[0] - start[0])
+
+
 def machine_busy(seconds: float = 3.0) -> float:
     """Share of all cores busy over `seconds`: a quiet machine reads near 0 right away, whereas
     the load average lags a previous job by minutes."""
-    total0, idle0 = _cpu()
+    start = _cpu()
     time.sleep(seconds)
-    total1, idle1 = _cpu()
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+    return _busy(start, _cpu())
 
 
 def _env(bootstrap: str, topic: str, diffs: str) -> dict[str, str]:
@@ -230,7 +234,7 @@ def run_publisher(bootstrap: str, topic: str, diffs: str, workers: int) -> dict:
         "worker_rss_kb": max(worker_rss, default=0),
         "failed": done["failed"],
         # the whole process (interpreter start-up included) against its duration_s: close
-        "busy": 1 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0]),
+        "busy": _busy(cpu0, cpu1),
     }
 
 
