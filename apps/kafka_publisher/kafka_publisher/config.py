@@ -167,7 +167,7 @@ def _workers(environ: Mapping[str, str]) -> int:
     value = environ.get("PUBLISH_WORKERS", "").strip()
     if not value:
         return 1
-    workers = int(value) if value.isdigit() else 0
+    workers = int(value) if value.isascii() and value.isdigit() else 0
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(
             f"PUBLISH_WORKERS must be a whole number from 1 to {MAX_WORKERS}, got {value!r}"

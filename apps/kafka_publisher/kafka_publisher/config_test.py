@@ -60,6 +60,7 @@ def test_kafka_prop_variables_become_librdkafka_properties() -> None:
         ({"PUBLISH_WORKERS": "65"}, "PUBLISH_WORKERS"),
         ({"PUBLISH_WORKERS": "two"}, "PUBLISH_WORKERS"),
         ({"PUBLISH_WORKERS": "-2"}, "PUBLISH_WORKERS"),
+        ({"PUBLISH_WORKERS": "²"}, "PUBLISH_WORKERS"),  # a digit to str.isdigit, not to int()
     ],
 )
 def test_invalid_configuration(env: dict[str, str], message: str) -> None:
