@@ -33,8 +33,7 @@ How the two cores are kept busy: files are scanned on every core; worker process
 at the start while this process is small, compare the byte-different pairs (sorted by key, in
 16 jobs); each job's updates are formatted with the inserts and deletes whose keys fall in its
 range and handed to a writer thread (hashing and writing release the GIL; partitioned mode
-keeps them in a spill file instead). In memory, the before side's duplicate check runs in a
-thread while the after side is read.
+keeps them in a spill file instead).
 
 Snapshots larger than `memory_budget` bytes (together) are hash-partitioned by key into spill
 files first (one streaming pass per side: chunks scanned from the mapped file, or from a gzip
