@@ -33,7 +33,8 @@ How the two cores are kept busy: files are scanned on every core; worker process
 at the start while this process is small, compare the byte-different pairs (sorted by key, in
 16 jobs); each job's updates are formatted with the inserts and deletes whose keys fall in its
 range and handed to a writer thread (hashing and writing release the GIL; partitioned mode
-keeps them in a spill file instead).
+keeps them in a spill file instead). In memory, the before side's duplicate check runs in a
+thread while the after side is read.
 
 Snapshots larger than `memory_budget` bytes (together) are hash-partitioned by key into spill
 files first (one streaming pass per side: chunks scanned from the mapped file, or from a gzip
@@ -520,13 +521,17 @@ class _Run:
             "before", spec.location("before"), files["before"]
         )
         self._timed("read_before", t)
+        # The before side's duplicate check runs while the after side is read; its error, if
+        # any, is raised after the after side's record errors, as if run in turn.
+        with ThreadPoolExecutor(1) as thread:
+            before_duplicates = thread.submit(self._check_duplicates, before)
+            t = _clock()
+            after = self.sides["after"] = self._load_side(
+                "after", spec.location("after"), files["after"]
+            )
+            self._timed("read_after", t)
         t = _clock()
-        after = self.sides["after"] = self._load_side(
-            "after", spec.location("after"), files["after"]
-        )
-        self._timed("read_after", t)
-        t = _clock()
-        self._check_duplicates(before)
+        before_duplicates.result()
         self._check_duplicates(after)
         self._timed("duplicates", t)
         for data in (before, after):
