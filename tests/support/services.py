@@ -44,6 +44,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffcore import childpython
+
 __all__ = [
     "FAKE_AWS",
     "ManagedProcess",
@@ -292,7 +294,9 @@ def moto_process(
     def ready(p: int) -> bool:
         return _http_answers(f"http://{LOOPBACK}:{p}/moto-api/")
 
-    with _service("moto_server", argv, ready, port, timeout, env=None) as (proc, p):
+    # `sys.executable -m moto.server` must import moto however this process was started (PEX).
+    env = childpython.child_env()
+    with _service("moto_server", argv, ready, port, timeout, env=env) as (proc, p):
         yield proc, f"http://{LOOPBACK}:{p}"
 
 

@@ -264,16 +264,11 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
     except DiffError as exc:
         emit("run_failed", logging.ERROR, exit_code=exc.exit_code, **exc.to_dict())
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure is an I/O-class failure
-        emit(
-            "run_failed",
-            logging.ERROR,
-            exit_code=8,
-            error="io_error",
-            message=f"{type(exc).__name__}: {exc}",
-        )
+    except Exception as exc:  # noqa: BLE001 - a named error, with the traceback in the log
+        err = DiffError.from_unexpected(exc)
+        emit("run_failed", logging.ERROR, exit_code=err.exit_code, **err.to_dict())
         log.exception("unexpected failure")
-        return 8
+        return err.exit_code
     m = result.manifest
     emit(
         "run_complete",

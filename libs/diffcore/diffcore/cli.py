@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from diffcore import __version__, jsonvalue, layout, store
+from diffcore import __version__, layout, store
 from diffcore.errors import EXIT_CODES, DiffError, ErrorClass
 from diffcore.manifest import Manifest
 from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths, today_iso
@@ -42,7 +44,7 @@ examples:
       --out /tmp/diffs --bad-records quarantine --json
 
 exit codes: 0 done, 2 usage or configuration error, 3 malformed_json, 4 not_an_object,
-5 missing_key, 6 duplicate_key, 7 empty_snapshot, 8 I/O error.
+5 missing_key, 6 duplicate_key, 7 empty_snapshot, 8 I/O error, 9 engine error.
 """
 
 DIFF_DESCRIPTION = """\
@@ -440,6 +442,8 @@ def _sample_events(manifest: Manifest, folder: str, limit: int = 12) -> list[dic
     """A sample of events read back from the data files: updates first, then c and d."""
     import gzip
 
+    from diffcore import jsonvalue
+
     wanted = {"u": limit, "c": max(2, limit // 4), "d": max(2, limit // 4)}
     got: dict[str, list[dict[str, Any]]] = {"u": [], "c": [], "d": []}
     for f in manifest.files:
@@ -458,11 +462,15 @@ def _sample_events(manifest: Manifest, folder: str, limit: int = 12) -> list[dic
 
 
 def _value_html(value: Any) -> str:
+    from diffcore import jsonvalue  # not at the top: orjson's import is half of --help's time
+
     return html.escape(jsonvalue.compact_json(value))
 
 
 def render_html(summary: dict[str, Any], samples: list[dict[str, Any]]) -> str:
     """A self-contained report: inline CSS, no scripts, no external assets."""
+    from diffcore import jsonvalue
+
     esc = html.escape
     c = summary["counts"]
     fields = list(summary["changed_fields"].items())[:20]
@@ -611,6 +619,16 @@ def _run_diff(args: argparse.Namespace) -> int:
     except OSError as exc:
         err = DiffError(ErrorClass.IO_ERROR, str(exc))
         print(_error_line(err), file=sys.stderr)
+        return err.exit_code
+    except Exception as exc:  # noqa: BLE001 - a named error, never a traceback
+        err = DiffError.from_unexpected(exc)
+        print(_error_line(err), file=sys.stderr)
+        if os.environ.get("DIFFCORE_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(f"{PROG}: set DIFFCORE_DEBUG=1 for the traceback", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"status": "error", **err.to_dict(), "exit_code": err.exit_code}))
         return err.exit_code
     summary = summary_dict(result.manifest, result.folder, elapsed)
     if args.html:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,44 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["counts"]["u"] == 51
+
+
+def test_polars_path_imports_nothing_of_spark(tmp_path: Path) -> None:
+    """`--help` and a Polars diff load neither PySpark nor pandas (the CLI's start-up cost)."""
+    script = (
+        "import sys; from diffcore.cli import main; "
+        f"main(['--help']); main({sample_diff(str(tmp_path))!r} + ['--quiet']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j', 'pandas')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": os.pathsep.join(sys.path), "PATH": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unexpected_engine_failure_is_a_named_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure no rule foresaw (a dead Spark worker, a bug) is `engine_error`, exit 9, one
+    line naming the exception: never a traceback."""
+
+    class Broken:
+        name = "broken"
+
+        def run(self, spec: object) -> None:
+            raise RuntimeError("Python worker exited unexpectedly (crashed)\n  at org.apache...")
+
+    import diffcore.engines
+
+    monkeypatch.setattr(diffcore.engines, "get_engine", lambda name, **options: Broken())
+    monkeypatch.delenv("DIFFCORE_DEBUG", raising=False)
+    assert cli.main([*sample_diff(str(tmp_path)), "--json"]) == 9
+    captured = capsys.readouterr()
+    assert "engine_error: RuntimeError: Python worker exited unexpectedly" in captured.err
+    assert "Traceback" not in captured.err
+    assert json.loads(captured.out)["error"] == "engine_error"

@@ -14,6 +14,8 @@ class ErrorClass(str, Enum):
     # Not data errors: the run could not read or write, or was asked something impossible.
     IO_ERROR = "io_error"
     CONFIG_ERROR = "config_error"
+    # The engine itself failed (a Spark task died, memory ran out, a bug): never the input's fault.
+    ENGINE_ERROR = "engine_error"
 
 
 EXIT_CODES: dict[ErrorClass, int] = {
@@ -24,6 +26,7 @@ EXIT_CODES: dict[ErrorClass, int] = {
     ErrorClass.DUPLICATE_KEY: 6,
     ErrorClass.EMPTY_SNAPSHOT: 7,
     ErrorClass.IO_ERROR: 8,
+    ErrorClass.ENGINE_ERROR: 9,
 }
 
 # Classes a quarantine run may set aside record by record; the others always stop the run.
@@ -75,6 +78,15 @@ class DiffError(Exception):
         if self.excerpt:
             text += f": {self.excerpt}"
         return text
+
+    @classmethod
+    def from_unexpected(cls, exc: BaseException) -> DiffError:
+        """An exception no rule foresaw, as `engine_error`: its type and first message line
+        (a Spark error's first line names the failing Python exception)."""
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Error" in line or "Exception" in line), "")
+        first = detail or (lines[0] if lines else "")
+        return cls(ErrorClass.ENGINE_ERROR, f"{type(exc).__name__}: {first}"[:500])
 
     def to_dict(self) -> dict:
         return {

@@ -85,7 +85,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import diffcore
-from diffcore import jsonvalue, sources, store
+from diffcore import childpython, jsonvalue, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
@@ -781,16 +781,18 @@ def local_session(
 ) -> Any:
     """A local SparkSession for tests, benches and local runs (`local[cores]`, no UI).
 
-    Executors run this very interpreter (PYSPARK_PYTHON) with diffcore on their path.
+    Executors run this very interpreter (PYSPARK_PYTHON) with this process's import path
+    (`diffcore.childpython`): the Python workers that the JVM starts inherit this process's
+    environment, and `sys.executable` alone lacks a PEX's dependencies.
     """
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(diffcore.__file__)))
-    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    os.environ["PYTHONPATH"] = childpython.pythonpath(os.environ.get("PYTHONPATH"))
+    # Local means loopback: no "hostname resolves to a loopback address" guess, no open port on
+    # the machine's network interface.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)
