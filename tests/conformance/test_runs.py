@@ -94,3 +94,47 @@ def test_same_input_gives_same_events(engine, tmp_path: Path) -> None:
     ids1 = sorted(e["event_id"] for e in one.events)
     two = _check(engine, spec, before, after)
     assert sorted(e["event_id"] for e in two.events) == ids1
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_date_held_by_another_run_is_refused(engine, tmp_path: Path) -> None:
+    """Two runs for one date: the second fails with `concurrent_run` and touches nothing, so the
+    date stays exactly the first run's (its manifest's SHA-256s match its files)."""
+    from diffcore.runlock import RunLock
+
+    before = [{"id": i, "v": 0} for i in range(6)]
+    after = [{"id": i, "v": i % 3} for i in range(6)]
+    b, a = _write(tmp_path / "b", before), _write(tmp_path / "a", after)
+    spec = _spec(tmp_path, b, a)
+    _check(engine, spec, before, after)
+    folder = Path(spec.out) / spec.run_date
+    complete = _folder_bytes(folder)
+    other = RunLock(str(folder), "20240501T020000-othr0001")
+    other.acquire()
+    try:
+        with pytest.raises(DiffError) as info:
+            engine.run(_spec(tmp_path, b, _write(tmp_path / "a2", before)))
+        assert info.value.error_class.value == "concurrent_run"
+        assert info.value.exit_code == 10
+        assert "20240501T020000-othr0001" in info.value.describe()
+        held = _folder_bytes(folder)
+        held.pop(layout.LOCK_NAME)
+        assert held == complete, "the refused run changed the date's files"
+    finally:
+        other.release()
+    _check(engine, spec, before, after)  # free again: a rerun goes through
+
+
+def test_temporaries_of_a_killed_run_are_removed_by_the_next(engine, tmp_path: Path) -> None:
+    before = [{"id": i, "v": 0} for i in range(3)]
+    after = [{"id": i, "v": 1} for i in range(3)]
+    spec = _spec(tmp_path, _write(tmp_path / "b", before), _write(tmp_path / "a", after))
+    folder = Path(spec.out) / spec.run_date
+    folder.mkdir(parents=True)
+    for name in (".part-00000.jsonl.tmp-4242-deadbeef", "._manifest.json.tmp-4242-0badf00d"):
+        (folder / name).write_bytes(b'{"half": ')
+    _check(engine, spec, before, after)
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]

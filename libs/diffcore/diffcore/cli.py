@@ -44,7 +44,8 @@ examples:
       --out /tmp/diffs --bad-records quarantine --json
 
 exit codes: 0 done, 2 usage or configuration error, 3 malformed_json, 4 not_an_object,
-5 missing_key, 6 duplicate_key, 7 empty_snapshot, 8 I/O error, 9 engine error.
+5 missing_key, 6 duplicate_key, 7 empty_snapshot, 8 I/O error, 9 engine error,
+10 concurrent_run (another run is writing the same date).
 """
 
 DIFF_DESCRIPTION = """\

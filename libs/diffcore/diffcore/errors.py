@@ -14,6 +14,8 @@ class ErrorClass(str, Enum):
     # Not data errors: the run could not read or write, or was asked something impossible.
     IO_ERROR = "io_error"
     CONFIG_ERROR = "config_error"
+    # Another run is writing the same date (diffcore.runlock): this one wrote nothing.
+    CONCURRENT_RUN = "concurrent_run"
     # The engine itself failed (a Spark task died, memory ran out, a bug): never the input's fault.
     ENGINE_ERROR = "engine_error"
 
@@ -27,6 +29,7 @@ EXIT_CODES: dict[ErrorClass, int] = {
     ErrorClass.EMPTY_SNAPSHOT: 7,
     ErrorClass.IO_ERROR: 8,
     ErrorClass.ENGINE_ERROR: 9,
+    ErrorClass.CONCURRENT_RUN: 10,
 }
 
 # Classes a quarantine run may set aside record by record; the others always stop the run.

@@ -17,6 +17,8 @@ DATA_FILE_SUFFIXES: tuple[str, ...] = (DATA_FILE_SUFFIX, DATA_FILE_SUFFIX_GZIP)
 
 MANIFEST_NAME = "_manifest.json"
 BAD_RECORDS_NAME = "_bad_records.ndjson"
+# Held by the run writing a date (diffcore.runlock); absent when no run is writing it.
+LOCK_NAME = "_lock.json"
 # Publisher checkpoints live outside the date folders: <diffs>/_published/<D>/<data file>.json
 PUBLISHED_PREFIX = "_published"
 
@@ -78,3 +80,11 @@ def checkpoint_key(run_date: date | str, data_file: str) -> str:
 def temp_name(final_name: str, token: str) -> str:
     """A temporary sibling name no reader picks up (dot prefix) and no notification matches."""
     return f".{final_name}.tmp-{token}"
+
+
+_TEMP_RE = re.compile(r"^\..+\.tmp-[^/]+$")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a name made by `temp_name` (a basename)."""
+    return _TEMP_RE.match(name) is not None

@@ -2,17 +2,20 @@
 
 A run for date D writes into `<diffs>/<D>/`, for a local folder or an `s3://` prefix alike:
 
-1. `begin()`: remove the old manifest of D (from now on D is "not ready");
+1. `begin()`: take D's lock (`diffcore.runlock`: a second run for D fails with
+   `concurrent_run`), remove the old manifest of D (from now on D is "not ready") and the
+   temporary files that killed runs left behind;
 2. data files `part-NNNNN.jsonl[.gz]`, each bounded by records and by uncompressed bytes, each
    written under a temporary name and renamed into place when complete (S3: one PUT or a
    multipart upload, visible only when complete), with SHA-256, bytes and records computed
    while writing;
 3. `finish()`: the quarantine file `_bad_records.ndjson` (or the removal of an old one), and the
    removal of data files of an earlier run that this run did not write;
-4. `write_manifest()`: `_manifest.json`, last.
+4. `write_manifest()`: `_manifest.json`, last; then the lock is given back.
 
-A run that fails calls `abort()` (or leaves the `with` block with an exception): the part being
-written is discarded, and no manifest is written.
+Before it deletes anything (3) and before the manifest (4) the writer checks that it still holds
+the lock. A run that fails calls `abort()` (or leaves the `with` block with an exception): the
+part being written is discarded, no manifest is written, and the lock is given back.
 
 The Spark/Glue job reuses the same steps with `promote()`, which moves already-written staging
 files to their final names and computes their manifest entries.
@@ -31,6 +34,7 @@ from typing import Any, BinaryIO
 
 from diffcore import layout, store
 from diffcore.manifest import DataFile, Manifest
+from diffcore.runlock import RunLock, new_run_id
 from diffcore.spec import OutputOptions
 
 GZIP_LEVEL = 6  # every gzip data file (with mtime=0: the same input gives the same bytes)
@@ -175,9 +179,13 @@ class RunWriter:
             w.write_manifest(manifest)   # built with `files` and `bad_file`
     """
 
-    def __init__(self, folder: str, options: OutputOptions | None = None) -> None:
+    def __init__(
+        self, folder: str, options: OutputOptions | None = None, run_id: str | None = None
+    ) -> None:
         self.folder = folder.rstrip("/")
         self.options = options or OutputOptions()
+        self.run_id = run_id or new_run_id()
+        self.lock = RunLock(self.folder, self.run_id)
         self.files: list[DataFile] = []
         self.bad_records: list[BadRecord] = []
         self._part: _Part | None = None
@@ -190,18 +198,28 @@ class RunWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.abort()
+        else:
+            self.lock.release()
 
     @property
     def manifest_location(self) -> str:
         return store.join(self.folder, layout.MANIFEST_NAME)
 
     def begin(self) -> None:
-        """Mark the date not ready: remove the manifest of an earlier run first."""
-        store.delete(self.manifest_location)
-        if not store.is_s3(self.folder):
-            import os
+        """Take the date, mark it not ready (remove the manifest of an earlier run first) and
+        remove the temporary files of killed runs (no live run can own them: we hold the lock).
 
-            os.makedirs(self.folder, exist_ok=True)
+        Raises `DiffError(concurrent_run)` when another run holds the date."""
+        self.lock.acquire()
+        try:
+            store.delete(self.manifest_location)
+            for location in store.list_files(self.folder):
+                rel = location[len(self.folder) :].lstrip("/")
+                if "/" not in rel and layout.is_temp_name(rel):
+                    store.delete(location)
+        except BaseException:
+            self.lock.release()
+            raise
 
     # -- data files
     def write(self, line: str) -> None:
@@ -311,6 +329,7 @@ class RunWriter:
         if staged_bad_records is not None and self.bad_records:
             raise ValueError("a staged bad-records file and bad records added: give one")
         self._close_part()
+        self.lock.verify()  # nothing is deleted or replaced by a run that lost the date
         bad_location = store.join(self.folder, layout.BAD_RECORDS_NAME)
         bad_name: str | None = None
         if staged_bad_records is not None:
@@ -334,15 +353,20 @@ class RunWriter:
         """Write `_manifest.json`, the last object of a complete run. Returns its location."""
         if not self._finished:
             raise RuntimeError("finish() the data files before writing the manifest")
+        self.lock.verify()
         store.write_text(self.manifest_location, manifest.to_json())
+        self.lock.release()
         return self.manifest_location
 
     def abort(self) -> None:
-        """Discard the part being written. Parts already complete stay (a rerun replaces them);
-        without a manifest the date is not ready, whatever is there."""
-        if self._part is not None:
-            self._part.abort()
-            self._part = None
+        """Discard the part being written and give the date back. Parts already complete stay
+        (a rerun replaces them); without a manifest the date is not ready, whatever is there."""
+        try:
+            if self._part is not None:
+                self._part.abort()
+                self._part = None
+        finally:
+            self.lock.release()
 
 
 def read_manifest(folder: str) -> Manifest | None:

@@ -64,9 +64,11 @@ def test_parts_bounded_by_bytes_and_write_sized_agrees(tmp_path: Path) -> None:
     lines = [("é" * (i % 7)) + f"line-{i}" for i in range(50)]
     opts = OutputOptions(max_bytes_per_file=40, max_records_per_file=1000)
     a = RunWriter(str(tmp_path / "a"), opts)
+    a.begin()
     a.write_many(lines)
     files_a, _ = a.finish()
     b = RunWriter(str(tmp_path / "b"), opts)
+    b.begin()
     b.write_lines(lines[:20])
     b.write_lines(lines[20:])
     files_b, _ = b.finish()
@@ -75,6 +77,7 @@ def test_parts_bounded_by_bytes_and_write_sized_agrees(tmp_path: Path) -> None:
         assert f.bytes <= 40
     # A line longer than the bound goes alone into its own part.
     c = RunWriter(str(tmp_path / "c"), opts)
+    c.begin()
     c.write_lines(["x" * 100, "y"])
     files_c, _ = c.finish()
     assert [f.records for f in files_c] == [1, 1]
@@ -96,8 +99,10 @@ def test_write_sized_cuts_parts_as_write_does(
     opts = OutputOptions(max_bytes_per_file=max_bytes, max_records_per_file=max_records)
     with tempfile.TemporaryDirectory() as tmp:
         one = RunWriter(f"{tmp}/one", opts)
+        one.begin()
         one.write_many(lines)
         blocks = RunWriter(f"{tmp}/blocks", opts)
+        blocks.begin()
         start = 0
         for cut in cuts + [len(lines)]:  # blocks of any size, one after the other
             blocks.write_lines(lines[start : start + cut])
@@ -110,6 +115,7 @@ def test_gzip_parts_are_deterministic(tmp_path: Path) -> None:
     out = []
     for name in ("a", "b"):
         w = RunWriter(str(tmp_path / name), OutputOptions(gzip=True, max_records_per_file=60))
+        w.begin()
         w.write_many(lines)
         files, _ = w.finish()
         out.append(files)
@@ -140,7 +146,10 @@ def test_rerun_replaces_and_removes_stale(tmp_path: Path) -> None:
     w2.write("z")
     files2, bad2 = w2.finish()
     assert bad2 is None
-    assert sorted(p.name for p in Path(folder).iterdir()) == ["part-00000.jsonl.gz"]
+    assert sorted(p.name for p in Path(folder).iterdir()) == [
+        layout.LOCK_NAME,
+        "part-00000.jsonl.gz",
+    ]
     w2.write_manifest(_manifest(files2))
     assert read_manifest(folder) == _manifest(files2)
 
@@ -199,9 +208,14 @@ def test_finish_moves_a_staged_bad_records_file(tmp_path: Path) -> None:
     assert bad == layout.BAD_RECORDS_NAME
     assert (folder / layout.BAD_RECORDS_NAME).read_text() == line
     assert not staged.exists()
-    assert sorted(p.name for p in folder.iterdir()) == [layout.BAD_RECORDS_NAME, files[0].name]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        layout.BAD_RECORDS_NAME,
+        layout.LOCK_NAME,  # held until the manifest is written
+        files[0].name,
+    ]
     # Both a staged file and bad records added: which one would be the quarantine file?
     w2 = RunWriter(str(tmp_path / "other"))
+    w2.begin()
     w2.add_bad_record(BadRecord("missing_key", "no id", "before", "b.jsonl", 1, "{}"))
     with pytest.raises(ValueError):
         w2.finish(staged_bad_records=str(folder / layout.BAD_RECORDS_NAME))

@@ -241,7 +241,10 @@ class _LocalAtomicWriter(io.RawIOBase):
         os.replace(self.temp, self.final)
 
     def abort(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # a full disk fails the close's flush too; the file goes anyway
+            pass
         try:
             os.unlink(self.temp)
         except FileNotFoundError:
@@ -322,10 +325,10 @@ def open_write(location: str) -> Iterator[BinaryIO]:
     writer = _S3AtomicWriter(location) if is_s3(location) else _LocalAtomicWriter(location)
     try:
         yield writer  # type: ignore[misc]
+        writer.commit()
     except BaseException:
-        writer.abort()
+        writer.abort()  # also when the commit fails (a full disk at fsync): no temporary stays
         raise
-    writer.commit()
 
 
 def write_bytes(location: str, data: bytes) -> None:

@@ -172,3 +172,21 @@ def test_copy_between_local_and_s3(s3_bucket: str, tmp_path: Path) -> None:
     store.copy(local, f"s3://{s3_bucket}/a.json")
     store.copy(f"s3://{s3_bucket}/a.json", str(tmp_path / "b.json"))
     assert store.read_bytes(str(tmp_path / "b.json")) == b'{"a":1}'
+
+
+def test_a_commit_that_fails_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up at the commit (fsync reports ENOSPC: delayed allocation) makes the
+    write fail with the OSError and leaves neither the final name nor the temporary."""
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    target = tmp_path / "part-00000.jsonl"
+    with pytest.raises(OSError) as info:
+        store.write_bytes(str(target), b'{"a":1}\n')
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

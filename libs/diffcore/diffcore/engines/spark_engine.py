@@ -77,7 +77,6 @@ import math
 import os
 import sys
 import tempfile
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -845,7 +844,7 @@ class SparkEngine:
         # incomplete from now on and a rerun that fails leaves no manifest behind, old or new.
         writer = RunWriter(spec.run_folder, spec.output)
         writer.begin()
-        token = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        token = writer.run_id
         if self.staging:
             staging = store.join(self.staging, f"diffcore-spark-{token}")
         elif store.is_s3(spec.out):
@@ -855,6 +854,9 @@ class SparkEngine:
         cached: list[Any] = []
         try:
             return self._run(spec, writer, started, staging, cached)
+        except BaseException:
+            writer.abort()  # gives the date back; no manifest
+            raise
         finally:
             for df in cached:
                 df.unpersist()
