@@ -138,3 +138,46 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next(engine, tmp_path: P
         (folder / name).write_bytes(b'{"half": ')
     _check(engine, spec, before, after)
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """A moto_server on 127.0.0.1 that every S3 client of this process talks to."""
+    from diffcore import store
+    from tests.support.services import aws_env, moto_server
+
+    with moto_server() as url, aws_env(url):
+        store._clients.clear()
+        yield url
+    store._clients.clear()
+
+
+def test_a_missing_bucket_is_an_io_error_naming_it(engine, tmp_path: Path, moto_s3: str) -> None:
+    rows = [{"id": 1, "v": 0}]
+    b, a = _write(tmp_path / "b", rows), _write(tmp_path / "a", rows)
+    for spec in (
+        RunSpec(before=b, after=a, key=("id",), out="s3://no-such-diffs-4711", run_date="2024-05-01"),
+        RunSpec(before="s3://no-such-input-4711/x/", after=a, key=("id",), out=str(tmp_path / "o"),
+                run_date="2024-05-01"),
+    ):  # fmt: skip
+        with pytest.raises(DiffError) as info:
+            engine.run(spec)
+        assert info.value.error_class.value == "io_error", info.value.describe()
+        assert "no-such-" in info.value.describe() and "does not exist" in info.value.describe()
+
+
+def test_symlinked_partition_is_read_and_a_fifo_refused(engine, tmp_path: Path) -> None:
+    import os
+
+    before = [{"id": i, "v": 0} for i in range(4)]
+    b = _write(tmp_path / "b", before)
+    real = Path(_write(tmp_path / "elsewhere", before[2:]))
+    snap = tmp_path / "a"
+    _write(snap / "p1", before[:2])
+    (snap / "p2").symlink_to(real, target_is_directory=True)
+    out = _check(engine, _spec(tmp_path, b, str(snap)), before, before)
+    assert out.manifest["counts"]["d"] == 0  # the linked partition's records are not deleted
+    os.mkfifo(snap / "p1" / "stream.jsonl")
+    with pytest.raises(DiffError) as info:
+        engine.run(_spec(tmp_path, b, str(snap), run_date="2024-05-02"))
+    assert info.value.error_class.value == "io_error" and "FIFO" in info.value.describe()

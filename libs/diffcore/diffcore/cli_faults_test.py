@@ -122,3 +122,17 @@ def test_sigkill_at_random_moments_never_leaves_a_wrong_day(tmp_path: Path) -> N
     assert _state(folder) == "complete"
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
     assert not (folder / layout.LOCK_NAME).exists()
+
+
+def test_missing_output_bucket_is_exit_8_naming_it(tmp_path: Path, moto_endpoint: str) -> None:
+    """`--out s3://missing-bucket`: one line, `io_error`, the bucket named; no traceback."""
+    before = _records(tmp_path / "b", 10, 1)
+    after = _records(tmp_path / "a", 10, 2)
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffcore", "diff", before, after, "--key", "id",
+         "--out", "s3://no-such-diffs-bucket-4711", "--run-date", RUN_DATE],
+        capture_output=True, text=True, env=childpython.child_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 8, proc.stderr
+    assert "io_error" in proc.stderr and "'no-such-diffs-bucket-4711' does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 
@@ -38,6 +39,15 @@ RECORD_ERRORS = frozenset(
 )
 
 _EXCERPT_CHARS = 120
+
+# "pkg.mod.SomeError: message", the last line of a Python traceback (also inside a Spark error).
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Failure)): .*$")
+# Exceptions that mean the storage failed, not the engine (OSError and its family).
+_IO_EXCEPTIONS = frozenset(
+    {"OSError", "IOError", "StoreError", "FileNotFoundError", "PermissionError",
+     "IsADirectoryError", "NotADirectoryError", "ConnectionError", "TimeoutError",
+     "BadGzipFile", "EOFError", "BrokenPipeError", "ConnectionResetError"}
+)  # fmt: skip
 
 
 def excerpt(text: str | bytes | None, limit: int = _EXCERPT_CHARS) -> str | None:
@@ -84,11 +94,16 @@ class DiffError(Exception):
 
     @classmethod
     def from_unexpected(cls, exc: BaseException) -> DiffError:
-        """An exception no rule foresaw, as `engine_error`: its type and first message line
-        (a Spark error's first line names the failing Python exception)."""
+        """An exception that escaped every rule: `io_error` when it is an I/O failure (an
+        `OSError`, or a Spark task that died of one: its text names the Python exception),
+        else `engine_error`; with its type and the line that names the cause."""
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = next((line for line in lines if "Error" in line or "Exception" in line), "")
-        first = detail or (lines[0] if lines else "")
+        causes = [m for m in map(_RAISED.match, lines) if m]
+        cause = causes[-1] if causes else None  # a worker's traceback ends with its exception
+        if isinstance(exc, OSError) or (cause and cause.group(1) in _IO_EXCEPTIONS):
+            text = cause.group(0) if cause else str(exc)
+            return cls(ErrorClass.IO_ERROR, text[:500])
+        first = cause.group(0) if cause else (lines[0] if lines else "")
         return cls(ErrorClass.ENGINE_ERROR, f"{type(exc).__name__}: {first}"[:500])
 
     def to_dict(self) -> dict:

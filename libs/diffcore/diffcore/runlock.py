@@ -143,13 +143,13 @@ class RunLock:
             return
         except Exception as exc:
             if not _precondition_failed(exc):
-                raise
+                raise _storage_error(exc, self.location) from exc
         try:
             current = client.get_object(Bucket=bucket, Key=key)
         except Exception as exc:
             if _not_found(exc):  # released between our PUT and GET: try once more
                 return self._acquire_s3()
-            raise
+            raise _storage_error(exc, self.location) from exc
         holder = Owner.parse(current["Body"].read())
         if holder is not None and not _expired(holder):
             raise _refused(
@@ -168,7 +168,7 @@ class RunLock:
                 raise _refused(
                     self.folder, None, self.location, "Another run took over the expired lock."
                 ) from None
-            raise
+            raise _storage_error(exc, self.location) from exc
 
     # -- verify -----------------------------------------------------------------------------
     def verify(self) -> None:
@@ -195,7 +195,7 @@ class RunLock:
                 holder = None
             except Exception as exc:
                 if not _not_found(exc):
-                    raise
+                    raise _storage_error(exc, self.location) from exc
                 holder = None
         raise _refused(
             self.folder,
@@ -223,7 +223,12 @@ class RunLock:
                 store.s3_client().delete_object(Bucket=bucket, Key=key, IfMatch=etag)
             except Exception as exc:
                 if not (_precondition_failed(exc) or _not_found(exc)):
-                    raise
+                    raise _storage_error(exc, self.location) from exc
+
+
+def _storage_error(exc: Exception, location: str) -> Exception:
+    """A failed S3 request on the lock as the store's `StoreError` (an OSError: `io_error`)."""
+    return store.s3_error(exc, location, "lock the date at") if store.is_aws_error(exc) else exc
 
 
 def _error_code(exc: Exception) -> str:

@@ -24,11 +24,13 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from diffcore import store
+from diffcore.errors import DiffError, ErrorClass
 
 INPUT_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".ndjson")
 GZIP_SUFFIX = ".gz"
@@ -78,16 +80,40 @@ def resolve(location: str) -> list[str]:
             if _visible(rel) and is_input_name(store.basename(uri)):
                 out.append(uri)
         return sorted(out)
-    if os.path.isfile(location):
-        return [location]
     if os.path.isdir(location):
         out = []
         for path in store.list_files(location):
             rel = os.path.relpath(path, location).replace(os.sep, "/")
             if _visible(rel) and is_input_name(os.path.basename(path)):
-                out.append(path)
+                out.append(_regular_file(path))
         return sorted(out)
+    if os.path.lexists(location):
+        return [_regular_file(location)]
     return []
+
+
+def _regular_file(path: str) -> str:
+    """`path` if it is a regular file (through symlinks); else `DiffError(io_error)` naming it.
+
+    A FIFO would hang the run, a device or socket would give garbage, and a broken symlink is a
+    snapshot file that is missing: none of them may be skipped silently or read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DiffError(
+            ErrorClass.IO_ERROR, "a broken symlink (its target does not exist)", file=path
+        ) from None
+    except OSError as exc:
+        raise DiffError(ErrorClass.IO_ERROR, f"cannot read: {exc.strerror}", file=path) from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )  # fmt: skip
+        raise DiffError(ErrorClass.IO_ERROR, f"{kind}, not a regular file: refused", file=path)
+    return path
 
 
 def _resolve_glob(pattern: str) -> list[str]:
@@ -106,9 +132,9 @@ def _resolve_glob(pattern: str) -> list[str]:
             and is_input_name(store.basename(uri))
         )
     return sorted(
-        path
+        _regular_file(path)
         for path in globlib.glob(pattern, recursive=True)
-        if os.path.isfile(path) and is_input_name(os.path.basename(path))
+        if not os.path.isdir(path) and is_input_name(os.path.basename(path))
     )
 
 

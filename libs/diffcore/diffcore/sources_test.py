@@ -174,3 +174,66 @@ def test_iter_s3_gzip(s3_bucket: str) -> None:
     store.write_bytes(uri, gzip.compress(b'{"id":1}\n{"id":2}\n'))
     assert [r.text for r in sources.iter_records(uri)] == ['{"id":1}', '{"id":2}']
     assert sources.detect_format(uri) == "ndjson"
+
+
+# ---------------------------------------------------------------------------- links and odd files
+
+
+def test_symlinked_folders_are_followed(tmp_path: Path) -> None:
+    """A snapshot whose partitions are symlinks: their files are part of it (skipping them
+    would turn every record in them into a false delete)."""
+    elsewhere = tmp_path / "elsewhere" / "p2"
+    _touch(elsewhere / "b.jsonl")
+    snap = tmp_path / "snap"
+    _touch(snap / "p1" / "a.jsonl")
+    (snap / "p2").symlink_to(elsewhere, target_is_directory=True)
+    (snap / "c.jsonl").symlink_to(elsewhere / "b.jsonl")  # a symlinked file is read too
+    assert sources.resolve(str(snap)) == [
+        str(snap / "c.jsonl"),
+        str(snap / "p1" / "a.jsonl"),
+        str(snap / "p2" / "b.jsonl"),
+    ]
+
+
+def test_symlink_loop_and_double_link_are_refused_by_name(tmp_path: Path) -> None:
+    snap = tmp_path / "snap"
+    _touch(snap / "p1" / "a.jsonl")
+    (snap / "p1" / "back").symlink_to(snap, target_is_directory=True)
+    with pytest.raises(store.StoreError, match="back leads to .*symlink loop"):
+        sources.resolve(str(snap))
+    (snap / "p1" / "back").unlink()
+    (snap / "again").symlink_to(snap / "p1", target_is_directory=True)
+    with pytest.raises(store.StoreError, match="read twice"):
+        sources.resolve(str(snap))
+
+
+@pytest.mark.parametrize("how", ["directory", "glob", "explicit"])
+def test_fifo_and_broken_link_are_refused_by_name(tmp_path: Path, how: str) -> None:
+    import os
+
+    from diffcore.errors import DiffError, ErrorClass
+
+    snap = tmp_path / "snap"
+    _touch(snap / "a.jsonl")
+    os.mkfifo(snap / "pipe.jsonl")  # reading it would hang the run
+    location = {
+        "directory": str(snap),
+        "glob": str(snap / "*.jsonl"),
+        "explicit": str(snap / "pipe.jsonl"),
+    }[how]
+    with pytest.raises(DiffError) as info:
+        sources.resolve(location)
+    assert info.value.error_class is ErrorClass.IO_ERROR
+    assert info.value.file == str(snap / "pipe.jsonl") and "FIFO" in info.value.message
+    (snap / "pipe.jsonl").unlink()
+    (snap / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    location = location.replace("pipe.jsonl", "gone.jsonl")
+    with pytest.raises(DiffError, match="broken symlink"):
+        sources.resolve(location)
+
+
+def test_missing_bucket_is_a_store_error_naming_it(s3_bucket: str) -> None:
+    with pytest.raises(store.StoreError, match="bucket 'no-such-bucket-4711' does not exist"):
+        sources.resolve("s3://no-such-bucket-4711/exports/")
+    with pytest.raises(store.StoreError, match="no-such-bucket-4711"):
+        store.write_bytes("s3://no-such-bucket-4711/x.json", b"{}")

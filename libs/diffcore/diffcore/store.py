@@ -100,6 +100,46 @@ def _is_not_found(exc: Exception) -> bool:
     return code in ("404", "NoSuchKey", "NotFound")
 
 
+class StoreError(OSError):
+    """A storage request failed (S3 refused or could not be reached, a local folder could not be
+    listed): the message names the location, and for S3 the bucket and S3's error code.
+
+    An `OSError`, so every caller's I/O handling (`io_error`, exit 8) covers S3 as well."""
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    # botocore's ClientError and BotoCoreError (no credentials, endpoint unreachable, ...),
+    # and urllib3's errors while a response body streams; told by module so that local-only
+    # runs never import botocore.
+    return type(exc).__module__.split(".")[0] in ("botocore", "urllib3", "boto3")
+
+
+def s3_error(exc: BaseException, location: str, action: str) -> StoreError:
+    """A botocore exception as a `StoreError` naming the bucket, the location and the cause."""
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
+    code = str(error.get("Code", "") or type(exc).__name__)
+    text = str(error.get("Message", "") or exc)
+    bucket = split_s3(location)[0] if is_s3(location) else ""
+    if code == "NoSuchBucket":
+        return StoreError(f"cannot {action} {location}: bucket {bucket!r} does not exist")
+    if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId"):
+        return StoreError(f"cannot {action} {location}: access denied ({code}: {text})")
+    return StoreError(f"cannot {action} {location}: {code}: {text}")
+
+
+@contextmanager
+def s3_errors(location: str, action: str) -> Iterator[None]:
+    """Turn botocore exceptions raised inside the block into `StoreError`s (not-found ones
+    too: callers that expect a missing object catch it first)."""
+    try:
+        yield
+    except Exception as exc:
+        if is_aws_error(exc):
+            raise s3_error(exc, location, action) from exc
+        raise
+
+
 # --------------------------------------------------------------------------------------------
 # Reading
 
@@ -114,26 +154,48 @@ def list_files(location: str) -> list[str]:
     """
     if is_s3(location):
         bucket, key = split_s3(location)
-        client = s3_client()
         out: list[str] = []
         if key and not key.endswith("/") and exists(location):
             out.append(location)
         prefix = key if (not key or key.endswith("/")) else key + "/"
-        paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if not obj["Key"].endswith("/"):  # "folder" placeholder objects
-                    out.append(f"{S3_SCHEME}{bucket}/{obj['Key']}")
+        with s3_errors(location, "list"):
+            paginator = s3_client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith("/"):  # "folder" placeholder objects
+                        out.append(f"{S3_SCHEME}{bucket}/{obj['Key']}")
         return sorted(set(out))
-    if os.path.isfile(location):
-        return [location]
-    if not os.path.isdir(location):
-        return []
+    if os.path.isdir(location):
+        return _walk(location)
+    if os.path.lexists(location):
+        return [location]  # a file, or something else that callers refuse by name
+    return []
+
+
+def _walk(top: str) -> list[str]:
+    """Every non-directory entry under a local folder, following symlinked folders.
+
+    Nothing is skipped silently: a folder that cannot be listed, a symlink loop, or a second
+    link to a folder already listed (its records would be read twice) raise `StoreError`
+    naming the path."""
+    seen = {os.path.realpath(top): top}
+
+    def fail(exc: OSError) -> None:
+        raise StoreError(f"cannot list {exc.filename or top}: {exc.strerror or exc}") from exc
+
     found = []
-    for root, dirs, files in os.walk(location):
+    for root, dirs, files in os.walk(top, onerror=fail, followlinks=True):
         dirs.sort()
-        for name in files:
-            found.append(os.path.join(root, name))
+        for name in dirs:
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
+            if real in seen:
+                raise StoreError(
+                    f"{path} leads to {real}, already listed as {seen[real]}: a symlink loop or "
+                    "a second link to one folder (its files would be read twice)"
+                )
+            seen[real] = path
+        found.extend(os.path.join(root, name) for name in files)
     return sorted(found)
 
 
@@ -149,6 +211,8 @@ def exists(location: str) -> bool:
         except Exception as exc:  # botocore.exceptions.ClientError
             if _is_not_found(exc):
                 return False
+            if is_aws_error(exc):
+                raise s3_error(exc, location, "look up") from exc
             raise
     return os.path.isfile(location)
 
@@ -157,21 +221,24 @@ def size(location: str) -> int:
     """Size in bytes of a file/object."""
     if is_s3(location):
         bucket, key = split_s3(location)
-        return int(s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+        with s3_errors(location, "look up"):
+            return int(s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
     return os.path.getsize(location)
 
 
 class _S3Reader(io.RawIOBase):
     """A readable, non-seekable binary stream over an S3 GetObject body."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, location: str) -> None:
         self._body = body
+        self._location = location
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
+        with s3_errors(self._location, "read"):  # a connection lost mid-stream
+            data = self._body.read(len(buffer))
         n = len(data)
         buffer[:n] = data
         return n
@@ -197,8 +264,10 @@ def open_read(location: str, start: int = 0) -> BinaryIO:
         except Exception as exc:
             if _is_not_found(exc):
                 raise FileNotFoundError(location) from None
+            if is_aws_error(exc):
+                raise s3_error(exc, location, "read") from exc
             raise
-        return io.BufferedReader(_S3Reader(body), buffer_size=1024 * 1024)  # type: ignore[return-value]
+        return io.BufferedReader(_S3Reader(body, location), buffer_size=1024 * 1024)  # type: ignore[return-value]
     f = open(location, "rb")  # noqa: SIM115 - the caller closes it
     f.seek(start)
     return f
@@ -273,6 +342,10 @@ class _S3AtomicWriter(io.RawIOBase):
         return len(data)
 
     def _upload_part(self, chunk: bytes) -> None:
+        with s3_errors(f"{S3_SCHEME}{self.bucket}/{self.key}", "write"):
+            self._upload_part_unchecked(chunk)
+
+    def _upload_part_unchecked(self, chunk: bytes) -> None:
         if self._upload_id is None:
             self._upload_id = self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key
@@ -288,11 +361,15 @@ class _S3AtomicWriter(io.RawIOBase):
         self._parts.append({"ETag": etag, "PartNumber": number})
 
     def commit(self) -> None:
+        with s3_errors(f"{S3_SCHEME}{self.bucket}/{self.key}", "write"):
+            self._commit()
+
+    def _commit(self) -> None:
         if self._upload_id is None:
             self._client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
         else:
             if self._buffer:
-                self._upload_part(bytes(self._buffer))
+                self._upload_part_unchecked(bytes(self._buffer))
             self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
@@ -345,7 +422,8 @@ def delete(location: str) -> None:
     """Delete a file/object; deleting something that does not exist is not an error."""
     if is_s3(location):
         bucket, key = split_s3(location)
-        s3_client().delete_object(Bucket=bucket, Key=key)
+        with s3_errors(location, "delete"):
+            s3_client().delete_object(Bucket=bucket, Key=key)
         return
     try:
         os.unlink(location)
@@ -359,7 +437,8 @@ def copy(src: str, dst: str) -> None:
     if is_s3(src) and is_s3(dst):
         sb, sk = split_s3(src)
         db, dk = split_s3(dst)
-        s3_client().copy({"Bucket": sb, "Key": sk}, db, dk)
+        with s3_errors(dst, f"copy {src} to"):
+            s3_client().copy({"Bucket": sb, "Key": sk}, db, dk)
         return
     with open_read(src) as fin, open_write(dst) as fout:
         shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)

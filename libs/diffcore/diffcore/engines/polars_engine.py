@@ -778,6 +778,8 @@ class _Run:
     def _resolve(self, side: str, location: str) -> list[str]:
         try:
             return sources.resolve(location)
+        except DiffError:
+            raise
         except Exception as exc:  # OSError, botocore errors (no such bucket, access denied)
             raise DiffError(
                 ErrorClass.IO_ERROR, f"cannot list the {side} snapshot {location}: {exc}"

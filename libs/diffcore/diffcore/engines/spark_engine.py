@@ -843,7 +843,10 @@ class SparkEngine:
         # First write of a run (docs/decisions.md): `begin()` removes the manifest, so D is
         # incomplete from now on and a rerun that fails leaves no manifest behind, old or new.
         writer = RunWriter(spec.run_folder, spec.output)
-        writer.begin()
+        try:
+            writer.begin()
+        except OSError as exc:
+            raise DiffError(ErrorClass.IO_ERROR, f"cannot write {spec.run_folder}: {exc}") from None
         token = writer.run_id
         if self.staging:
             staging = store.join(self.staging, f"diffcore-spark-{token}")
@@ -983,7 +986,12 @@ class SparkEngine:
 
     def _files(self, spec: RunSpec, side: str) -> tuple[str, ...]:
         location = spec.location(side)  # type: ignore[arg-type]
-        found = tuple(sources.resolve(location))  # contract section 1
+        try:
+            found = tuple(sources.resolve(location))  # contract section 1
+        except OSError as exc:  # store.StoreError too: no such bucket, access denied
+            raise DiffError(
+                ErrorClass.IO_ERROR, f"cannot list the {side} snapshot {location}: {exc}"
+            ) from None
         if not found and side not in spec.allow_empty:
             raise DiffError(
                 ErrorClass.EMPTY_SNAPSHOT, f"the {side} snapshot has no data files", file=location
