@@ -181,3 +181,21 @@ def test_symlinked_partition_is_read_and_a_fifo_refused(engine, tmp_path: Path) 
     with pytest.raises(DiffError) as info:
         engine.run(_spec(tmp_path, b, str(snap), run_date="2024-05-02"))
     assert info.value.error_class.value == "io_error" and "FIFO" in info.value.describe()
+
+
+def test_an_event_over_the_publishers_limit_is_refused_at_diff_time(engine, tmp_path: Path) -> None:
+    """A record whose event would exceed `layout.MAX_EVENT_BYTES` (the publisher's line limit)
+    fails the run with `event_too_large` naming the key: no day is written that could never be
+    published."""
+    b = _write(tmp_path / "b", [{"id": 1, "v": 0}])
+    a = tmp_path / "a"
+    a.mkdir()
+    big = "x" * (layout.MAX_EVENT_BYTES + 10)
+    (a / "data.jsonl").write_text('{"id": 1, "v": 0}\n{"id": 2, "blob": "' + big + '"}\n')
+    spec = _spec(tmp_path, b, str(a))
+    with pytest.raises(DiffError) as info:
+        engine.run(spec)
+    assert info.value.error_class.value == "event_too_large", info.value.describe()
+    assert info.value.exit_code == 11
+    assert "'c' event of key {\"id\": 2}" in info.value.message
+    assert not (Path(spec.out) / spec.run_date / layout.MANIFEST_NAME).exists()

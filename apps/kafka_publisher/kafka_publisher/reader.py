@@ -37,7 +37,7 @@ from diffcore.manifest import DataFile, Manifest
 from kafka_publisher.errors import BadData, NotReady
 
 CHUNK_BYTES = 1024 * 1024
-MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = layout.MAX_EVENT_BYTES  # one limit: the diff refuses to write a longer event
 _EVENT_ID = re.compile(r"[0-9a-f]{64}")
 
 

@@ -45,7 +45,7 @@ examples:
 
 exit codes: 0 done, 2 usage or configuration error, 3 malformed_json, 4 not_an_object,
 5 missing_key, 6 duplicate_key, 7 empty_snapshot, 8 I/O error, 9 engine error,
-10 concurrent_run (another run is writing the same date).
+10 concurrent_run (another run is writing the same date), 11 event_too_large.
 """
 
 DIFF_DESCRIPTION = """\

@@ -17,6 +17,8 @@ class ErrorClass(str, Enum):
     CONFIG_ERROR = "config_error"
     # Another run is writing the same date (diffcore.runlock): this one wrote nothing.
     CONCURRENT_RUN = "concurrent_run"
+    # One change event would be longer than layout.MAX_EVENT_BYTES (the publisher's line limit).
+    EVENT_TOO_LARGE = "event_too_large"
     # The engine itself failed (a Spark task died, memory ran out, a bug): never the input's fault.
     ENGINE_ERROR = "engine_error"
 
@@ -31,6 +33,7 @@ EXIT_CODES: dict[ErrorClass, int] = {
     ErrorClass.IO_ERROR: 8,
     ErrorClass.ENGINE_ERROR: 9,
     ErrorClass.CONCURRENT_RUN: 10,
+    ErrorClass.EVENT_TOO_LARGE: 11,
 }
 
 # Classes a quarantine run may set aside record by record; the others always stop the run.
@@ -42,6 +45,7 @@ _EXCERPT_CHARS = 120
 
 # "pkg.mod.SomeError: message", the last line of a Python traceback (also inside a Spark error).
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Failure)): .*$")
+_CLASSES = frozenset(c.value for c in ErrorClass)
 # Exceptions that mean the storage failed, not the engine (OSError and its family).
 _IO_EXCEPTIONS = frozenset(
     {"OSError", "IOError", "StoreError", "FileNotFoundError", "PermissionError",
@@ -100,6 +104,10 @@ class DiffError(Exception):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         causes = [m for m in map(_RAISED.match, lines) if m]
         cause = causes[-1] if causes else None  # a worker's traceback ends with its exception
+        if cause and cause.group(1) == "DiffError":  # raised in a Spark task: keep its class
+            name, _, message = cause.group(0).partition(": ")[2].partition(": ")
+            if name in _CLASSES:
+                return cls(ErrorClass(name), message[:2000])
         if isinstance(exc, OSError) or (cause and cause.group(1) in _IO_EXCEPTIONS):
             text = cause.group(0) if cause else str(exc)
             return cls(ErrorClass.IO_ERROR, text[:500])

@@ -24,6 +24,11 @@ PUBLISHED_PREFIX = "_published"
 
 DEFAULT_QUEUE_NAME = "diffs-events-queue"
 
+# The largest event line (UTF-8 bytes, newline excluded) a run may write and the publisher reads:
+# the writers refuse a bigger one at diff time (`event_too_large`), so that no day is written
+# that can never be published.
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+
 DEFAULT_MAX_RECORDS_PER_FILE = 100_000
 DEFAULT_MAX_BYTES_PER_FILE = 128 * 1024 * 1024
 

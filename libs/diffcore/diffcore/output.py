@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from diffcore import layout, store
+from diffcore.errors import DiffError, ErrorClass
 from diffcore.manifest import DataFile, Manifest
 from diffcore.runlock import RunLock, new_run_id
 from diffcore.spec import OutputOptions
@@ -65,6 +66,23 @@ class BadRecord:
             ensure_ascii=False,
             separators=(",", ":"),
         )
+
+
+def refuse_oversized_event(line: bytes) -> None:
+    """Raise `event_too_large` for an event line (newline excluded) over
+    `layout.MAX_EVENT_BYTES`, naming its key and op: written, it could never be published."""
+    if len(line) <= layout.MAX_EVENT_BYTES:
+        return
+    try:
+        event = json.loads(line)
+        what = f"the {event['op']!r} event of key {json.dumps(event['key'], ensure_ascii=False)}"
+    except (ValueError, KeyError, TypeError):
+        what = "an event"
+    raise DiffError(
+        ErrorClass.EVENT_TOO_LARGE,
+        f"{what} is {len(line)} bytes, over the limit of {layout.MAX_EVENT_BYTES} bytes for one "
+        "event (the publisher's line limit): this run writes no manifest",
+    )
 
 
 class _HashingSink:
@@ -225,6 +243,8 @@ class RunWriter:
     def write(self, line: str) -> None:
         """Append one event line (no newline) to the current part, starting a new one at a bound."""
         data = (line + "\n").encode("utf-8")
+        if len(data) > layout.MAX_EVENT_BYTES:
+            refuse_oversized_event(data[:-1])
         part = self._part
         if part is not None and (
             part.records >= self.options.max_records_per_file
@@ -253,6 +273,9 @@ class RunWriter:
         are cut exactly as `write` would cut them; each block is asked for once."""
         max_records = self.options.max_records_per_file
         max_bytes = self.options.max_bytes_per_file
+        if sizes and max(sizes) > layout.MAX_EVENT_BYTES:  # sizes include the newline
+            big = next(k for k, size in enumerate(sizes) if size > layout.MAX_EVENT_BYTES)
+            refuse_oversized_event(block(big, big + 1)[:-1])
         i, n = 0, len(sizes)
         ends = list(itertools.accumulate(sizes, initial=0))  # ends[j] - ends[i]: bytes of i..j-1
         while i < n:

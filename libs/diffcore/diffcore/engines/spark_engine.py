@@ -84,13 +84,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import diffcore
-from diffcore import childpython, jsonvalue, sources, store
+from diffcore import childpython, jsonvalue, layout, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.events import event_line_of_key_text
 from diffcore.jsonvalue import canonical_json, get_path, json_type
-from diffcore.output import GZIP_LEVEL, BadRecord, RunWriter
+from diffcore.output import GZIP_LEVEL, BadRecord, RunWriter, refuse_oversized_event
 from diffcore.spec import SIDES, RunSpec
 
 try:  # optional accelerator (the `orjson` extra); the standard library is the reference
@@ -717,7 +717,10 @@ def write_partition(
 
     def lines() -> Iterator[bytes]:
         for batch in batches:
-            yield from batch.column(0).to_pylist()
+            for line in batch.column(0).to_pylist():
+                if len(line) > layout.MAX_EVENT_BYTES:
+                    refuse_oversized_event(line)  # the task fails; the driver names the class
+                yield line
 
     # `.staged[.gz]`: not a notified suffix; the attempt number keeps a retried task's files apart.
     suffix = ".staged.gz" if gz else ".staged"
@@ -857,8 +860,19 @@ class SparkEngine:
         cached: list[Any] = []
         try:
             return self._run(spec, writer, started, staging, cached)
-        except BaseException:
+        except DiffError:
             writer.abort()  # gives the date back; no manifest
+            raise
+        except Exception as exc:
+            writer.abort()
+            # A task that died of a contract error (an oversized event) or of I/O keeps that
+            # class; anything else stays the Spark error it is (the caller's engine_error).
+            named = DiffError.from_unexpected(exc)
+            if named.error_class is not ErrorClass.ENGINE_ERROR:
+                raise named from exc
+            raise
+        except BaseException:
+            writer.abort()
             raise
         finally:
             for df in cached:
