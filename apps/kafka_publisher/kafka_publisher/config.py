@@ -6,7 +6,8 @@ fetched by ARN (`KAFKA_SECRET_ARN`), never both. Any other librdkafka property i
 `KAFKA_PROP_<NAME>`: the name lowercased, `_` turned into `.` (`KAFKA_PROP_SSL_CA_LOCATION` ->
 `ssl.ca.location`).
 
-Secrets (the password and any sensitive `KAFKA_PROP_*` value) are kept out of `repr()` and of
+Secrets (the SASL username and password, and the value of every sensitive `KAFKA_PROP_*`:
+librdkafka's own list, `SENSITIVE_PROPERTIES`) are kept out of `repr()` and of
 `Config.redacted()`, and are handed to the log redactor (`Config.secrets()`).
 """
 
@@ -48,7 +49,35 @@ _OWN_VARIABLE = {
     "sasl.username": "KAFKA_USERNAME",
     "sasl.password": "KAFKA_PASSWORD",
 }
-_SENSITIVE_PROP = re.compile(r"password|secret|jaas|\.pem$|oauthbearer\.config|token", re.I)
+# librdkafka's own list of sensitive properties: those flagged `_RK_SENSITIVE` in its
+# src/rdkafka_conf.c (confluentinc/librdkafka v2.15.0), which it prints as "[redacted]" in its
+# own configuration dump (debug=conf). CONFIGURATION.md does not mark them (the `*` in its C/P
+# column means "consumer and producer"). Checked against the installed librdkafka 2.16.0
+# (confluent-kafka 2.16.1): the same property names, and its debug=conf dump, every global
+# property set, redacts exactly these. Left out: `ssl_key`, internal (set only through
+# rd_kafka_conf_set_ssl_cert(), no KAFKA_PROP_* name maps to it). Re-check on a librdkafka upgrade.
+SENSITIVE_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.assertion.private.key.file",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "ssl.ca.pem",
+        # an alias (not flagged itself): setting it sets sasl.oauthbearer.client.secret
+        "sasl.oauthbearer.client.credentials.client.secret",
+    }
+)
+# Defensive, for properties a later librdkafka (or a plugin) adds before the list is updated.
+_SENSITIVE_WORDS = re.compile(
+    r"password|secret|passphrase|private\.key|sasl\.oauthbearer\.config|ssl\.key|jaas", re.I
+)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
@@ -59,7 +88,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def is_sensitive(prop: str) -> bool:
-    return prop == "sasl.password" or _SENSITIVE_PROP.search(prop) is not None
+    """Whether a librdkafka property's value is a secret (never logged)."""
+    return prop in SENSITIVE_PROPERTIES or _SENSITIVE_WORDS.search(prop) is not None
+
+
+def prop_name(variable: str) -> str:
+    """The librdkafka property of a `KAFKA_PROP_<NAME>` variable (`<name>` lowercased, `_` -> `.`)."""
+    return variable[len(PROP_PREFIX) :].lower().replace("_", ".")
 
 
 @dataclass(frozen=True)
@@ -105,8 +140,9 @@ class Config:
         return conf
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value, for the log redactor."""
-        out = [self.password] if self.password else []
+        """Every secret value, for the log redactor. The username too: it comes from Secrets
+        Manager, librdkafka counts it as sensitive, and its debug logs name it."""
+        out = [v for v in (self.username, self.password) if v]
         out += [v for k, v in self.kafka_props.items() if is_sensitive(k) and v]
         return tuple(out)
 
@@ -118,7 +154,7 @@ class Config:
             "topic": self.topic,
             "security_protocol": self.security_protocol,
             "sasl_mechanism": self.sasl_mechanism,
-            "username": self.username,
+            "username": None if self.username is None else REDACTED,
             "password": None if self.password is None else REDACTED,
             "secret_arn": self.secret_arn,
             "kafka_props": {
@@ -204,7 +240,7 @@ def kafka_props(environ: Mapping[str, str]) -> dict[str, str]:
     for name, value in environ.items():
         if not name.startswith(PROP_PREFIX) or len(name) == len(PROP_PREFIX):
             continue
-        prop = name[len(PROP_PREFIX) :].lower().replace("_", ".")
+        prop = prop_name(name)
         if prop in _OWN_VARIABLE:
             raise ConfigError(f"set {prop} with {_OWN_VARIABLE[prop]}, not {name}")
         if prop in FIXED_PRODUCER_CONFIG and value.strip().lower() != FIXED_PRODUCER_CONFIG[prop]:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kafka_publisher.config import Config, credentials_from_secret, load_config
+from kafka_publisher.config import Config, credentials_from_secret, is_sensitive, load_config
 from kafka_publisher.errors import ConfigError
 
 BASE = {
@@ -82,10 +82,26 @@ def test_secret_by_arn_and_redaction() -> None:
     assert (config.username, config.password) == ("svc", "s3cr3t")
     assert config.security_protocol == "SASL_SSL" and config.sasl_mechanism == "SCRAM-SHA-512"
     assert config.producer_config()["sasl.password"] == "s3cr3t"
-    assert set(config.secrets()) == {"s3cr3t", "kp"}
+    assert set(config.secrets()) == {"svc", "s3cr3t", "kp"}  # the username is a secret too
     for text in (repr(config), str(config), str(config.redacted())):
-        assert "s3cr3t" not in text and "'kp'" not in text
-    assert config.redacted()["password"] == "***"
+        assert "s3cr3t" not in text and "'kp'" not in text and "svc" not in text
+    assert config.redacted()["password"] == "***" and config.redacted()["username"] == "***"
+
+
+@pytest.mark.parametrize(
+    "prop, sensitive",
+    [
+        ("sasl.oauthbearer.assertion.private.key.passphrase", True),  # librdkafka's list
+        ("ssl.ca.pem", True),  # librdkafka's list, though a CA is public
+        ("ssl.keystore.location", True),  # defensive: contains ssl.key
+        ("my.plugin.jaas.conf", True),  # defensive
+        ("ssl.ca.location", False),
+        ("ssl.certificate.pem", False),
+        ("sasl.oauthbearer.token.endpoint.url", False),
+    ],
+)
+def test_is_sensitive(prop: str, sensitive: bool) -> None:
+    assert is_sensitive(prop) is sensitive
 
 
 def test_secret_content_is_never_echoed() -> None:

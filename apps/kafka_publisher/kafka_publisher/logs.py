@@ -29,6 +29,13 @@ REDACTED = "***"
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+def _written_forms(secret: str) -> set[str]:
+    """A secret as it can appear in an output line: as is, and JSON-escaped both ways lines are
+    written (log lines keep non-ASCII, EMF lines escape it). Lines are scrubbed after encoding,
+    so a quote, backslash, newline (a PEM key) or accent in a secret would otherwise slip by."""
+    return {secret, json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(secret)[1:-1]}
+
+
 class Redactor:
     """Replaces every registered secret value in a text (longest first)."""
 
@@ -40,8 +47,11 @@ class Redactor:
     def add(self, *secrets: str | None) -> None:
         with self._lock:
             for secret in secrets:
-                if secret and secret not in self._secrets:
-                    self._secrets.append(secret)
+                if not secret:
+                    continue
+                for form in _written_forms(secret):
+                    if form not in self._secrets:
+                        self._secrets.append(form)
             self._secrets.sort(key=len, reverse=True)
 
     def scrub(self, text: str) -> str:

@@ -15,6 +15,7 @@ from kafka_publisher.config import (
     PROP_PREFIX,
     is_sensitive,
     load_config,
+    prop_name,
     require_kafka,
 )
 from kafka_publisher.errors import EXIT_CONFIG, EXIT_OK, ConfigError, PublisherError
@@ -89,11 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _early_secrets(environ: Mapping[str, str]) -> list[str]:
     """Secret values straight from the environment, redacted even if configuration fails."""
-    out = [environ.get("KAFKA_PASSWORD", "")]
+    out = [environ.get("KAFKA_USERNAME", ""), environ.get("KAFKA_PASSWORD", "")]
     for name, value in environ.items():
-        if name.startswith(PROP_PREFIX) and is_sensitive(
-            name[len(PROP_PREFIX) :].lower().replace("_", ".")
-        ):
+        if name.startswith(PROP_PREFIX) and is_sensitive(prop_name(name)):
             out.append(value)
     return [s for s in out if s]
 
