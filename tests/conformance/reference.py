@@ -6,8 +6,9 @@ engine against it is a real, independent check. Speed does not matter here; obvi
 - A record is the set of its non-null leaves `dotted path -> value`; a leaf is a scalar or an
   array; objects are walked member by member (so `{}`, an all-null object, `null` and an absent
   member all contribute nothing).
-- Numbers compare by exact value: both ints and floats become `fractions.Fraction` (exact for
-  every IEEE double and every int), so `1 == 1.0`, and `2**63 + 1 != 2**63`.
+- Numbers compare by exact decimal value: a number with a fraction or exponent is read as a
+  `Number` (a `fractions.Fraction` of its text, which keeps the text), ints stay ints, so
+  `1 == 1.0`, `2**63 + 1 != 2**63`, `1e400 != 2e400`, `0.1 != 0.10000000000000001`.
 - Types never mix: a value is tagged with its JSON type (`bool` is checked before `int`).
 - Arrays compare element by element, in order, each element by the same rules.
 """
@@ -26,10 +27,58 @@ from typing import Any
 MISSING = object()
 
 
+class Number(Fraction):
+    """A JSON number with a fraction or exponent: its exact value, and its text as read."""
+
+    def __new__(cls, text: str) -> Number:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    # Fraction builds `cls(num, den)` to compare with a float or Decimal: build a plain one.
+    @classmethod
+    def from_float(cls, f: float) -> Fraction:  # type: ignore[override]
+        return Fraction.from_float(f)
+
+    @classmethod
+    def from_decimal(cls, dec: Any) -> Fraction:  # type: ignore[override]
+        return Fraction.from_decimal(dec)
+
+    # Immutable: copies are the number itself (Fraction's would call __new__ with two ints).
+    def __copy__(self) -> Number:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Number:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Number, (self.text,))
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON, numbers exact (`Number`), NaN/Infinity refused."""
+
+    def reject(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=reject, parse_float=Number)
+
+
+def _dump(value: Any) -> str:
+    """Compact JSON with sorted keys; `Number`s as their text."""
+    if isinstance(value, Number):
+        return value.text
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_dump(k)}:{_dump(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Fraction)):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -58,7 +107,8 @@ def norm(value: Any) -> Any:
         return None
     kind = json_type(value)
     if kind == "number":
-        return (kind, Fraction(value))
+        # A Python float stands for the JSON text json.dumps writes for it (its repr).
+        return (kind, Fraction(repr(value)) if isinstance(value, float) else Fraction(value))
     if kind == "array":
         return (kind, tuple(norm(item) for item in value))
     if kind == "object":
@@ -81,7 +131,7 @@ def changed_paths(before: dict, after: dict, ignore: tuple[str, ...] = ()) -> li
 
 
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _dump(value)
 
 
 def event_id(run_date: str, op: str, key: dict) -> str:
@@ -109,7 +159,7 @@ def key_of(record: Any, key: tuple[str, ...]) -> dict[str, Any]:
     out = {}
     for path in key:
         value = get_path(record, path)
-        if value is None:
+        if value is None or isinstance(value, (dict, list)):  # a key value is a scalar
             raise BadRecord("missing_key", path)
         out[path] = value
     return out
@@ -227,10 +277,7 @@ class Item:
 
 
 def _loads(text: str) -> Any:
-    def reject(name: str) -> Any:
-        raise ValueError(name)
-
-    return json.loads(text, parse_constant=reject)
+    return loads(text)
 
 
 def read_file(path: Path) -> list[Item]:

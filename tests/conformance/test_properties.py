@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,11 @@ def rewrite(draw: Any, value: Any) -> Any:
             return float(value)
         return value
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 2**64 and draw(st.booleans()):
-            return int(value)
+        # The float stands for its repr's decimal (what json.dumps writes): the equal integer
+        # is that decimal's, not the double's (4.228340158988137e+16 is ...370, not ...368).
+        exact = Fraction(repr(value))
+        if exact.denominator == 1 and abs(exact) < 2**64 and draw(st.booleans()):
+            return int(exact)
         return value
     if isinstance(value, list):
         return [draw(rewrite(item)) for item in value]

@@ -126,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--key",
         required=True,
+        action="append",
         metavar="PATH[,PATH...]",
-        help="the key: one or more field paths, comma separated; a dotted path names "
-        "a nested field (e.g. --key id, --key tenant,customer.id)",
+        help="the key: one or more field paths, comma separated or repeated, in order; a "
+        "dotted path names a nested field (e.g. --key id, --key tenant,customer.id, "
+        "--key region --key id); a path given twice is an error",
     )
     d.add_argument(
         "--out",
@@ -146,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--ignore",
-        default="",
+        action="append",
+        default=None,
         metavar="PATH[,PATH...]",
-        help="fields left out of the comparison (kept in the payloads); a path "
-        "ignores its whole subtree (e.g. --ignore updated_at,meta)",
+        help="fields left out of the comparison (kept in the payloads), comma separated "
+        "or repeated; a path ignores its whole subtree (e.g. --ignore updated_at,meta)",
     )
     d.add_argument(
         "--bad-records",

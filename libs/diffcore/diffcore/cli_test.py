@@ -240,3 +240,49 @@ def test_unexpected_engine_failure_is_a_named_error(
     assert "engine_error: RuntimeError: Python worker exited unexpectedly" in captured.err
     assert "Traceback" not in captured.err
     assert json.loads(captured.out)["error"] == "engine_error"
+
+
+def test_repeated_key_and_ignore_flags_add_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--key region --key id` is the composite key (region, id), not `id` alone (a
+    duplicate key here); `--ignore a --ignore b,c` ignores all three."""
+    before = [
+        '{"region":"eu","id":1,"a":1,"b":1,"c":1}',
+        '{"region":"us","id":1,"a":1,"b":1,"c":1}',
+    ]
+    after = [
+        '{"region":"eu","id":1,"a":2,"b":2,"c":2}',
+        '{"region":"us","id":1,"a":1,"b":1,"c":1,"d":1}',
+    ]
+    b = _write(tmp_path / "b", before)
+    a = _write(tmp_path / "a", after)
+    code = cli.main(
+        ["diff", b, a, "--key", "region", "--key", "id", "--out", str(tmp_path / "o")]
+        + ["--ignore", "a", "--ignore", "b,c", "--json", "--run-date", "2026-11-25"]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert summary["key"] == ["region", "id"]
+    assert summary["ignored"] == ["a", "b", "c"]
+    assert (summary["counts"]["u"], summary["counts"]["unchanged"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "flags,says",
+    [
+        (["--key", "id,id"], "key field path given twice: 'id'"),
+        (["--key", "id", "--key", " id"], "key field path given twice: 'id'"),
+        (["--key", "id", "--key", "x", "--ignore", "x"], "key fields cannot be ignored: ['x']"),
+        (["--key", "id", "--ignore", "a", "--ignore", "b,a"], "ignore field path given twice: 'a'"),
+    ],
+)
+def test_path_given_twice_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    b = _write(tmp_path / "b", ['{"id":1,"x":1}'])
+    a = _write(tmp_path / "a", ['{"id":1,"x":1}'])
+    assert cli.main(["diff", b, a, "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffcore: error: config_error:") and says in err, err
+    assert not (tmp_path / "o").exists()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 JSONValue = Any  # dict | list | str | int | float | bool | None
@@ -20,9 +21,24 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class Number(Decimal):
+    """A JSON number with a fraction or an exponent, as read: it compares (and hashes) by its
+    exact decimal value (`1e400` is not `2e400`, `0.1` is not `0.10000000000000001`, `1.0` is
+    `1`), and is written back as its own text (`number_text`), never through a float."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> Number:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+
 def loads(text: str | bytes) -> JSONValue:
-    """Parse JSON exactly: integers of any size stay `int`; NaN/Infinity are rejected."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """Parse JSON exactly: integers of any size stay `int`, other numbers become `Number`s
+    (exact decimal values that keep their text); NaN/Infinity are rejected."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=Number)
 
 
 try:  # optional accelerator (the `polars`/`spark` extras); the standard library is the reference
@@ -30,25 +46,28 @@ try:  # optional accelerator (the `polars`/`spark` extras); the standard library
 except ImportError:  # pragma: no cover - installs without the extra
     _orjson = None
 
-# orjson is exact for integers in [-2**63, 2**64) and silently turns the others into floats: a
-# text holding a run of 20 characters among `-0123456789` (a cheap superset of such integers)
-# takes the standard library.
-_DIGITS_TO_ZERO = bytes.maketrans(b"-123456789", b"0000000000")
-_TWENTY_ZEROS = b"0" * 20
-_LONG_DIGITS = re.compile(r"[0-9\-]{20}").search
+# orjson reads numbers as 64-bit integers or doubles. That is exact (as the contract's decimal
+# equality needs) for integers of at most 15 digits and for other numbers of at most 15
+# significant digits with an exponent of at most 2 digits: distinct such decimals are distinct
+# doubles, and a double's shortest repr is its decimal value. A text holding a run of 16
+# characters among `0123456789.`, or an exponent of 3 digits or more (a cheap, conservative
+# superset of every other number) takes the exact standard-library path.
+_INEXACT_NUMBER_B = re.compile(rb"[0-9.]{16}|[eE][-+]?[0-9]{3}").search
+_INEXACT_NUMBER_S = re.compile(r"[0-9.]{16}|[eE][-+]?[0-9]{3}").search
 
 
-def may_hold_big_integer(text: str | bytes) -> bool:
-    """Whether the text may hold an integer outside [-2**63, 2**64) (cheap, conservative)."""
+def may_hold_inexact_number(text: str | bytes) -> bool:
+    """Whether the text may hold a number that a double (or orjson's 64-bit integer) would not
+    hold exactly (cheap, conservative: strings with long digit runs count too)."""
     if type(text) is bytes:
-        return _TWENTY_ZEROS in text.translate(_DIGITS_TO_ZERO)
-    return _LONG_DIGITS(text) is not None
+        return _INEXACT_NUMBER_B(text) is not None
+    return _INEXACT_NUMBER_S(text) is not None
 
 
 def loads_fast(text: str | bytes) -> JSONValue:
     """`loads`, with orjson where it gives the same value: for the engines' and the publisher's
     hot paths. Raises ValueError (or RecursionError) for text that is not JSON."""
-    if _orjson is not None and not may_hold_big_integer(text):
+    if _orjson is not None and not may_hold_inexact_number(text):
         try:
             return _orjson.loads(text)
         except _orjson.JSONDecodeError:
@@ -58,16 +77,63 @@ def loads_fast(text: str | bytes) -> JSONValue:
 
 def canonical_json(value: JSONValue) -> str:
     """Sorted keys, no spaces, UTF-8 text: the form behind `event_id` and the Kafka key."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:  # a Decimal inside: numbers json cannot write
+        return "".join(_write(value, True))
 
 
 def compact_json(value: JSONValue) -> str:
     """Member order kept, no spaces: how payloads re-serialised by an engine are written."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        return "".join(_write(value, False))
+
+
+def number_text(value: Decimal) -> str:
+    """A Decimal as JSON: a `Number`'s text as read (`1e400`), else its exact value (`1E+400`)."""
+    text = getattr(value, "text", None)
+    if text is not None:
+        return text
+    if not value.is_finite():
+        raise ValueError(f"not a JSON number: {value}")
+    return str(value)
+
+
+def _write(value: JSONValue, sort_keys: bool) -> Iterator[str]:
+    """`json.dumps` (compact, UTF-8) that also writes `Decimal`s, as `number_text`."""
+    if isinstance(value, Decimal):
+        yield number_text(value)
+    elif isinstance(value, dict):
+        yield "{"
+        items = sorted(value.items()) if sort_keys else value.items()
+        for i, (name, item) in enumerate(items):
+            yield ("," if i else "") + json.dumps(name, ensure_ascii=False) + ":"
+            yield from _write(item, sort_keys)
+        yield "}"
+    elif isinstance(value, list):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _write(item, sort_keys)
+        yield "]"
+    else:
+        yield json.dumps(value, ensure_ascii=False)
 
 
 def is_number(value: JSONValue) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def exact_number(value: int | float | Decimal) -> int | Decimal:
+    """A number as its exact decimal value: a float (read by orjson from a literal of at most
+    15 significant digits, see `may_hold_inexact_number`) becomes the Decimal of its shortest
+    repr, which is that literal's value; ints and Decimals stay."""
+    if type(value) is float and math.isfinite(value):  # (no reader here makes inf or nan)
+        return Decimal(repr(value))  # (for 1e17 too: int(1.2e99) is not 1.2e99's value)
+    return value  # type: ignore[return-value]
 
 
 def json_type(value: JSONValue) -> str:
@@ -99,12 +165,9 @@ def normalize(value: JSONValue) -> Any:
         return ("b", value)
     if isinstance(value, str):
         return ("s", value)
-    if isinstance(value, int):
-        return ("n", value)
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return ("n", int(value))  # exact: 1.0 == 1, 2**53 as float == 2**53 as int
-        return ("n", value)
+    if isinstance(value, (int, float, Decimal)):
+        # Exact decimal values; equal ints, Decimals and floats hash alike (Python's rule).
+        return ("n", exact_number(value))
     if isinstance(value, list):
         return ("a", tuple(normalize(item) for item in value))
     if isinstance(value, dict):
@@ -166,11 +229,12 @@ def leaf_types(record: Mapping[str, JSONValue]) -> dict[str, str]:
 # The same rules, fast: for the engines' per-record hot paths (property-tested against the
 # reference functions above).
 
-_NUMBER_TYPES = (int, float)
+_NUMBER_TYPES = (int, float, Decimal)
 LEAF_TYPE_NAMES: dict[type, str] = {
     str: "string",
     int: "number",
     float: "number",
+    Decimal: "number",
     bool: "boolean",
     list: "array",
 }
@@ -197,7 +261,7 @@ def leaf_equal(x: JSONValue, y: JSONValue) -> bool:
     tx = type(x)
     if tx is not type(y):
         if tx in _NUMBER_TYPES and type(y) in _NUMBER_TYPES:
-            return x == y  # int vs float: Python compares them exactly, by value
+            return exact_number(x) == exact_number(y)  # by exact decimal value
         return normalize(x) == normalize(y)
     if tx is list:
         if len(x) != len(y):

@@ -46,7 +46,10 @@ def test_json_type(value: object, expected: str) -> None:
         (1, 1.0, True),
         (2**53 + 1, float(2**53), False),
         (2**64, 2**64, True),
-        (2**63, 2.0**63, True),
+        # A float stands for the JSON text of its repr ("9.223372036854776e+18"): that
+        # decimal is not 2**63 (contract §3: exact decimal values, never through a float).
+        (2**63, 2.0**63, False),
+        (9223372036854776000, 2.0**63, True),
         ("1", 1, False),
         (True, 1, False),
         (False, 0, False),
@@ -58,6 +61,14 @@ def test_json_type(value: object, expected: str) -> None:
         ([{"a": 1, "b": None}], [{"a": 1.0}], True),
         ("é", "e\u0301", False),
         (" a", "a", False),
+        (jv.loads("1e400"), jv.loads("2e400"), False),  # both inf as doubles
+        (jv.loads("-1e400"), jv.loads("1e400"), False),
+        (jv.loads("1e400"), jv.loads("10e399"), True),
+        (jv.loads("0.1"), jv.loads("0.10000000000000001"), False),  # one double
+        (jv.loads("0.1"), 0.1, True),  # orjson's float of the literal "0.1"
+        (jv.loads("1.50"), jv.loads("1.5"), True),
+        (jv.loads("1e2"), 100, True),
+        (jv.loads("123e-10000000"), jv.loads("0"), False),  # underflows to 0 as a double
         (0.1 + 0.2, 0.3, False),
     ],
 )
@@ -183,3 +194,26 @@ def test_changed_paths_fast_on_copies(record) -> None:
 def test_changed_paths_fast_arrays(x: list, y: list) -> None:
     a, b = {"id": 1, "v": x}, {"id": 1, "v": y}
     assert jv.changed_paths_fast(a, b) == jv.changed_paths(a, b)
+
+
+def test_numbers_are_written_as_read() -> None:
+    """Exact numbers keep their text in every output form: never `Infinity`, never a float."""
+    record = jv.loads('{"big":1e400,"neg":-1e400,"long":0.10000000000000001,"int":12}')
+    assert (
+        jv.compact_json(record) == '{"big":1e400,"neg":-1e400,"long":0.10000000000000001,"int":12}'
+    )
+    assert jv.canonical_json({"b": record["big"], "a": 1}) == '{"a":1,"b":1e400}'
+    assert jv.leaf_types(record) == dict.fromkeys(record, "number")
+    assert jv.changed_paths(record, jv.loads('{"big":2e400,"neg":-1e400,"long":0.1,"int":12}')) == [
+        "big",
+        "long",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"v":0.10000000000000001}', '{"v":1e400}', '{"v":1.2345678901234567}', '{"v":1e-400}'],
+)
+def test_loads_fast_is_exact_where_a_double_is_not(text: str) -> None:
+    assert jv.loads_fast(text.encode()) == jv.loads(text)
+    assert jv.compact_json(jv.loads_fast(text)) == text

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from diffcore import layout
 from diffcore.errors import DiffError, ErrorClass
@@ -14,11 +15,38 @@ Side = Literal["before", "after"]
 SIDES: tuple[Side, Side] = ("before", "after")
 
 
-def parse_paths(text: str | None) -> tuple[str, ...]:
-    """`"tenant, customer.id"` -> `("tenant", "customer.id")`; empty items are dropped."""
+def parse_paths(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    """`"tenant, customer.id"` -> `("tenant", "customer.id")`; empty items are dropped.
+
+    Several texts (a repeated CLI flag: `--key region --key id,sub`) are joined in order:
+    `("region", "id", "sub")`. A path given twice is kept twice: `RunSpec` refuses it."""
     if not text:
         return ()
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+    texts = (text,) if isinstance(text, str) else tuple(text)
+    return tuple(p.strip() for t in texts for p in t.split(",") if p.strip())
+
+
+def _repeated(paths: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for path in paths:
+        if path in seen and path not in repeated:
+            repeated.append(path)
+        seen.add(path)
+    return repeated
+
+
+def key_value_problem(path: str, value: Any) -> str | None:
+    """Why the value a record holds at key path `path` is no key value (a `missing_key` bad
+    record, the same message in every engine), or None: a key field holds a scalar; a
+    missing, null, object or array value is missing (docs/decisions.md, "Keys and inputs")."""
+    if value is None:
+        return f"key field {path!r} is missing or null"
+    if isinstance(value, dict):
+        return f"key field {path!r} is an object, not a scalar key value"
+    if isinstance(value, list):
+        return f"key field {path!r} is an array, not a scalar key value"
+    return None
 
 
 def parse_allow_empty(text: str | None) -> frozenset[Side]:
@@ -68,6 +96,13 @@ class RunSpec:
         for path in self.key + self.ignore:
             if not path or any(not step for step in path.split(".")):
                 raise DiffError(ErrorClass.CONFIG_ERROR, f"invalid field path {path!r}")
+        for name, paths in (("key", self.key), ("ignore", self.ignore)):
+            repeated = _repeated(paths)
+            if repeated:
+                raise DiffError(
+                    ErrorClass.CONFIG_ERROR,
+                    f"{name} field path given twice: {', '.join(map(repr, repeated))}",
+                )
         overlap = [k for k in self.key if any(k == i or k.startswith(i + ".") for i in self.ignore)]
         if overlap:
             raise DiffError(ErrorClass.CONFIG_ERROR, f"key fields cannot be ignored: {overlap}")

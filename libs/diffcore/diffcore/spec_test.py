@@ -3,12 +3,20 @@ from __future__ import annotations
 import pytest
 
 from diffcore.errors import DiffError, ErrorClass
-from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths
+from diffcore.spec import (
+    OutputOptions,
+    RunSpec,
+    key_value_problem,
+    parse_allow_empty,
+    parse_paths,
+)
 
 
 def test_parse_paths_and_allow_empty() -> None:
     assert parse_paths(" tenant, customer.id ,,") == ("tenant", "customer.id")
     assert parse_paths(None) == ()
+    assert parse_paths(["region", " id,sub ", ""]) == ("region", "id", "sub")
+    assert parse_paths([]) == ()
     assert parse_allow_empty("none") == frozenset() and parse_allow_empty(None) == frozenset()
     assert parse_allow_empty("both") == {"before", "after"}
     assert parse_allow_empty("before") == {"before"}
@@ -30,6 +38,11 @@ def test_run_spec() -> None:
         {"key": ("a..b",)},
         {"key": ("id",), "ignore": ("",)},
         {"key": ("meta.id",), "ignore": ("meta",)},
+        {"key": ("id", "id")},
+        {"key": parse_paths("id, id")},
+        {"key": parse_paths(["tenant,id", "tenant"])},
+        {"key": ("id",), "ignore": ("id",)},
+        {"key": ("id",), "ignore": parse_paths("a,b,a")},
         {"bad_records": "skip"},
         {"run_date": "2026-13-01"},
         {"run_date": "26-11-25"},
@@ -46,3 +59,24 @@ def test_output_options() -> None:
     with pytest.raises(DiffError):
         OutputOptions(max_records_per_file=0)
     assert OutputOptions().max_bytes_per_file == 128 * 1024 * 1024
+
+
+def test_run_spec_names_the_path_given_twice() -> None:
+    base = {"before": "a", "after": "b", "out": "o", "run_date": "2026-11-25"}
+    with pytest.raises(DiffError, match=r"key field path given twice: 'customer\.id'"):
+        RunSpec(**base, key=parse_paths("tenant,customer.id,customer.id"))
+    with pytest.raises(DiffError, match=r"ignore field path given twice: 'meta'"):
+        RunSpec(**base, key=("id",), ignore=("meta", "meta"))
+    assert RunSpec(**base, key=parse_paths(["region", "id"])).key == ("region", "id")
+
+
+def test_key_value_problem() -> None:
+    """A key field holds a scalar: missing, null, object and array values are `missing_key`."""
+    assert key_value_problem("id", None) == "key field 'id' is missing or null"
+    assert key_value_problem("c.id", {"n": 1}) == (
+        "key field 'c.id' is an object, not a scalar key value"
+    )
+    assert key_value_problem("id", {}) == "key field 'id' is an object, not a scalar key value"
+    assert key_value_problem("id", []) == "key field 'id' is an array, not a scalar key value"
+    for scalar in ("", "1", 0, 1, -(2**70), 1.5, True, False):
+        assert key_value_problem("id", scalar) is None

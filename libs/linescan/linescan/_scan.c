@@ -9,6 +9,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -624,19 +626,33 @@ static int leaves_of(const unsigned char *text, Py_ssize_t len, leafset *ls) {
     return 1;
 }
 
-/* A number's value as a double, when that is exact for the comparison; 0: declined. */
+/* A number's value as a double, when comparing doubles is comparing the exact decimal values;
+ * 0: declined (the caller parses exactly). That holds for at most 15 significant digits and a
+ * normal (or zero) double: distinct such decimals are distinct doubles. More digits
+ * (0.1 vs 0.10000000000000001), an overflow (1e400 is inf, like 2e400) or an underflow
+ * (1e-400 is 0) would make different numbers equal. */
 static int number_value(const leaf *l, double *out) {
     char buf[64];
     if (l->text_len >= (Py_ssize_t)sizeof buf) return 0;
-    if (l->flags & L_INTEGER) {
-        Py_ssize_t digits = l->text_len - (l->text[0] == '-');
-        if (digits > 15) return 0; /* not exact as a double */
+    Py_ssize_t digits = 0;
+    int nonzero = 0;
+    for (Py_ssize_t i = 0; i < l->text_len; i++) {
+        char c = l->text[i];
+        if (c == 'e' || c == 'E') break;
+        if (c >= '0' && c <= '9') {
+            digits++;
+            nonzero |= c != '0';
+        }
     }
+    if (digits > 15) return 0; /* leading zeros count too: conservative */
     memcpy(buf, l->text, l->text_len);
     buf[l->text_len] = 0;
     char *stop;
-    *out = strtod(buf, &stop);
-    return stop == buf + l->text_len;
+    double x = strtod(buf, &stop);
+    if (stop != buf + l->text_len || !isfinite(x)) return 0;
+    if (nonzero && fabs(x) < DBL_MIN) return 0; /* underflow: subnormal or zero */
+    *out = x;
+    return 1;
 }
 
 /* 1 equal, 0 different, -1 declined */

@@ -363,3 +363,26 @@ def test_any_bytes_never_vouched_for_wrongly(data: bytes) -> None:
             assert isinstance(exact(before.decode()), dict) and isinstance(
                 exact(after.decode()), dict
             )
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ("0.1", "0.10000000000000001"),  # one double, two numbers
+        ("1e400", "2e400"),  # both overflow to inf
+        ("-1e400", "-2e400"),
+        ("1e-400", "2e-400"),  # both underflow to 0
+        ("123456789.1234567", "123456789.12345671"),
+        ("4.9e-324", "5e-324"),  # subnormals
+    ],
+)
+def test_changed_never_calls_different_numbers_equal(x: str, y: str) -> None:
+    """Numbers compare by exact decimal value: where a double cannot tell, decline (None)."""
+    got = linescan.changed(f'{{"id":1,"v":{x}}}'.encode(), f'{{"id":1,"v":{y}}}'.encode())
+    assert got in (None, ["v"])
+
+
+def test_changed_still_answers_for_numbers_doubles_tell_apart() -> None:
+    assert linescan.changed(b'{"v":1.5}', b'{"v":1.50}') == []
+    assert linescan.changed(b'{"v":1.5}', b'{"v":2.5e0}') == ["v"]
+    assert linescan.changed(b'{"v":0.0}', b'{"v":-0}') == []

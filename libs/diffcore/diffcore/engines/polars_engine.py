@@ -65,7 +65,7 @@ from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.output import BadRecord, RunWriter
-from diffcore.spec import RunSpec
+from diffcore.spec import RunSpec, key_value_problem
 
 ENGINE_NAME = "polars"
 ENGINE_VERSION = f"{diffcore.__version__}+polars{pl.__version__}"
@@ -125,8 +125,9 @@ def key_token(obj: dict[str, Any], key: Sequence[str]) -> str:
     tokens = []
     for path in key:
         value = jsonvalue.get_path(obj, path)
-        if value is None:
-            raise _Bad(ErrorClass.MISSING_KEY, f"key field {path!r} is missing or null")
+        problem = key_value_problem(path, value)  # missing, null, an object or an array
+        if problem is not None:
+            raise _Bad(ErrorClass.MISSING_KEY, problem)
         tokens.append(jsonvalue.canonical_json(value))
     return _KEY_JOIN.join(tokens)
 

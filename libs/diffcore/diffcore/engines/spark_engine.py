@@ -91,7 +91,7 @@ from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.events import event_line_of_key_text
 from diffcore.jsonvalue import canonical_json, get_path, json_type
 from diffcore.output import GZIP_LEVEL, BadRecord, RunWriter, refuse_oversized_event
-from diffcore.spec import SIDES, RunSpec
+from diffcore.spec import SIDES, RunSpec, key_value_problem
 
 try:  # optional accelerator (the `orjson` extra); the standard library is the reference
     import orjson as _orjson
@@ -159,8 +159,9 @@ def record_key(obj: Any, key: tuple[str, ...]) -> tuple[ErrorClass | None, str]:
     values = {}
     for path in key:
         value = get_path(obj, path)
-        if value is None:
-            return ErrorClass.MISSING_KEY, f"key field {path!r} is missing or null"
+        problem = key_value_problem(path, value)  # missing, null, an object or an array
+        if problem is not None:
+            return ErrorClass.MISSING_KEY, problem
         values[path] = value
     return None, canonical_json(values)
 
@@ -175,7 +176,7 @@ def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
     equivalence and tests it for every code point). Anything else (not JSON for orjson, not an
     object, a missing/null key, a float or nested key value) returns None.
     """
-    if _orjson is None or jsonvalue.may_hold_big_integer(raw):
+    if _orjson is None or jsonvalue.may_hold_inexact_number(raw):
         return None
     try:
         obj = _orjson.loads(raw)
