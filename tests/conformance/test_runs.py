@@ -199,3 +199,54 @@ def test_an_event_over_the_publishers_limit_is_refused_at_diff_time(engine, tmp_
     assert info.value.exit_code == 11
     assert "'c' event of key {\"id\": 2}" in info.value.message
     assert not (Path(spec.out) / spec.run_date / layout.MANIFEST_NAME).exists()
+
+
+def _nested_array(n: int) -> str:
+    return "[" * n + "1" + "]" * n
+
+
+def _nested_object(n: int, leaf: str) -> str:
+    return '{"x":' * n + leaf + "}" * n
+
+
+def _lines(folder: Path, lines: list[str]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return str(folder)
+
+
+def test_nesting_up_to_the_declared_depth_and_a_named_error_past_it(engine, tmp_path: Path) -> None:
+    """Contract §1: nesting to MAX_DEPTH (256) levels works, a deeper record is
+    `malformed_json` "nested too deeply" naming file and line, at any depth: no RecursionError
+    (Python's limit sits between 500 and 1023 levels), in both engines."""
+    from diffcore.jsonvalue import MAX_DEPTH
+
+    inner = MAX_DEPTH - 1  # the record's own object is one level
+    before = [
+        f'{{"id":1,"v":{_nested_array(inner)}}}',
+        f'{{"id":2,"v":{_nested_object(inner, "1")}}}',
+    ]
+    after = [before[0], f'{{"id":2,"v":{_nested_object(inner, "2")}}}']
+    spec = _spec(tmp_path, _lines(tmp_path / "b", before), _lines(tmp_path / "a", after))
+    out = runner.check_run(engine.run(spec), spec, engine.name)
+    assert [(e["op"], e["key"]) for e in out.events] == [("u", {"id": 2})]
+    assert out.events[0]["changed"] == ["v" + ".x" * inner]
+    for depth in (MAX_DEPTH, 1000, 100_000):  # one more than allowed, and far past it
+        for deep in (_nested_array(depth), _nested_object(depth, "1")):
+            a = _lines(tmp_path / f"a{depth}", [after[0], f'{{"id":3,"v":{deep}}}'])
+            bad = _spec(tmp_path, _lines(tmp_path / "b", before), a, run_date="2024-05-02")
+            with pytest.raises(DiffError) as info:
+                engine.run(bad)
+            err = info.value
+            assert err.error_class.value == "malformed_json", err.describe()
+            assert "nested too deeply" in err.message and err.line == 2, err.describe()
+    # Quarantine survives any depth: the deep line is set aside, the rest is diffed.
+    a = _lines(tmp_path / "aq", [after[0], f'{{"id":3,"v":{_nested_array(100_000)}}}'])
+    quarantine = RunSpec(
+        before=_lines(tmp_path / "b", before), after=a, key=("id",), out=str(tmp_path / "q"),
+        run_date="2024-05-03", bad_records="quarantine",
+    )  # fmt: skip
+    out = runner.check_run(engine.run(quarantine), quarantine, engine.name)
+    assert [(reason["reason"], reason["line"]) for _, reason in out.bad_records] == [
+        ("malformed_json", 2)
+    ]

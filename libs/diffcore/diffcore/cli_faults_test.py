@@ -136,3 +136,18 @@ def test_missing_output_bucket_is_exit_8_naming_it(tmp_path: Path, moto_endpoint
     assert proc.returncode == 8, proc.stderr
     assert "io_error" in proc.stderr and "'no-such-diffs-bucket-4711' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_output_inside_an_input_snapshot_is_a_usage_error(tmp_path: Path) -> None:
+    """A rerun would read its own part files as input records: refused, naming both paths."""
+    before = _records(tmp_path / "b", 10, 1)
+    after = _records(tmp_path / "a", 10, 2)
+    out = tmp_path / "a" / "diffs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffcore", "diff", before, after, "--key", "id",
+         "--out", str(out), "--run-date", RUN_DATE],
+        capture_output=True, text=True, env=childpython.child_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert str(out / RUN_DATE) in proc.stderr and f"after snapshot {after}" in proc.stderr
+    assert not out.exists()

@@ -35,9 +35,50 @@ class Number(Decimal):
         return self
 
 
+# The declared nesting limit (contract §1: at least 256): a record with more levels of arrays
+# and objects is bad (`malformed_json`, "nested too deeply") in every engine. Checked on the
+# text before any recursive walk, so no depth ends in a RecursionError (Python's parser and
+# walkers recurse; orjson writes at most 254 levels and `_same_json_text` falls back then).
+MAX_DEPTH = 256
+_STRING_S = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_STRING_B = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET_S = re.compile(r"[\[\]{}]")
+_BRACKET_B = re.compile(rb"[\[\]{}]")
+_OPENERS = frozenset("[{") | frozenset(b"[{")
+
+
+def too_deep(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON text nests arrays and objects more than `limit` levels deep (brackets
+    inside strings do not count). Cheap unless the text holds more than `limit` brackets."""
+    if type(text) is bytes:
+        if text.count(b"[") + text.count(b"{") <= limit:
+            return False
+        brackets = _BRACKET_B.finditer(_STRING_B.sub(b"", text))
+    else:
+        if text.count("[") + text.count("{") <= limit:  # type: ignore[arg-type]
+            return False
+        brackets = _BRACKET_S.finditer(_STRING_S.sub("", text))  # type: ignore[arg-type]
+    depth = 0
+    for match in brackets:
+        if match.group()[0] in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _check_depth(text: str | bytes) -> None:
+    if too_deep(text):
+        raise ValueError(f"nested too deeply: more than {MAX_DEPTH} levels of arrays and objects")
+
+
 def loads(text: str | bytes) -> JSONValue:
     """Parse JSON exactly: integers of any size stay `int`, other numbers become `Number`s
-    (exact decimal values that keep their text); NaN/Infinity are rejected."""
+    (exact decimal values that keep their text); NaN/Infinity are rejected, and so is a text
+    nested more than `MAX_DEPTH` levels (ValueError, never a RecursionError)."""
+    _check_depth(text)
     return json.loads(text, parse_constant=_reject_constant, parse_float=Number)
 
 
@@ -68,6 +109,7 @@ def loads_fast(text: str | bytes) -> JSONValue:
     """`loads`, with orjson where it gives the same value: for the engines' and the publisher's
     hot paths. Raises ValueError (or RecursionError) for text that is not JSON."""
     if _orjson is not None and not may_hold_inexact_number(text):
+        _check_depth(text)  # orjson itself goes to 1024 levels
         try:
             return _orjson.loads(text)
         except _orjson.JSONDecodeError:
@@ -75,20 +117,33 @@ def loads_fast(text: str | bytes) -> JSONValue:
     return loads(text)
 
 
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def escape_lone_surrogates(text: str) -> str:
+    """Contract §1: a lone surrogate (read from an escape like `"\\ud800"`; a valid pair is
+    one code point once read) is written back as its `\\uXXXX` escape, so the text is UTF-8."""
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def canonical_json(value: JSONValue) -> str:
     """Sorted keys, no spaces, UTF-8 text: the form behind `event_id` and the Kafka key."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except TypeError:  # a Decimal inside: numbers json cannot write
-        return "".join(_write(value, True))
+        text = "".join(_write(value, True))
+    return escape_lone_surrogates(text)
 
 
 def compact_json(value: JSONValue) -> str:
     """Member order kept, no spaces: how payloads re-serialised by an engine are written."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except TypeError:
-        return "".join(_write(value, False))
+        text = "".join(_write(value, False))
+    return escape_lone_surrogates(text)
 
 
 def number_text(value: Decimal) -> str:

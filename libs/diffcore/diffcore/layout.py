@@ -64,6 +64,11 @@ def date_folder(run_date: date | str) -> str:
     return text
 
 
+def is_s3(location: str) -> bool:
+    """True for an `s3://` URI."""
+    return location.startswith("s3://")
+
+
 def join(base: str, *parts: str) -> str:
     """Join a local path or s3:// URI with `/`, without doubling separators."""
     out = base.rstrip("/")

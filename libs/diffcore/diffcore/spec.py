@@ -49,6 +49,29 @@ def key_value_problem(path: str, value: Any) -> str | None:
     return None
 
 
+def _folder_of(location: str) -> str:
+    """The folder a location names, for overlap checks: a glob's fixed part, no trailing `/`;
+    local paths absolute with symlinks resolved (the folder need not exist yet)."""
+    import os
+    import re
+
+    glob_at = re.search(r"[*?\[]", location)
+    if glob_at:
+        location = location[: glob_at.start()].rpartition("/")[0] or "."
+    if layout.is_s3(location):
+        return location.rstrip("/")
+    return os.path.realpath(location)
+
+
+def locations_overlap(a: str, b: str) -> bool:
+    """Whether one location lies inside the other (or they are the same): local paths after
+    resolving symlinks, S3 prefixes by their text; a local path never overlaps an S3 one."""
+    fa, fb = _folder_of(a), _folder_of(b)
+    if layout.is_s3(fa) != layout.is_s3(fb):
+        return False
+    return fa == fb or fa.startswith(fb.rstrip("/") + "/") or fb.startswith(fa.rstrip("/") + "/")
+
+
 def parse_allow_empty(text: str | None) -> frozenset[Side]:
     """`none`, `before`, `after`, `both` (or a comma list) -> the sides allowed to be empty."""
     if not text or text.strip() == "none":
@@ -115,6 +138,14 @@ class RunSpec:
             layout.date_folder(self.run_date)
         except ValueError as exc:
             raise DiffError(ErrorClass.CONFIG_ERROR, str(exc)) from None
+        for side in SIDES:
+            if locations_overlap(self.run_folder, self.location(side)):
+                raise DiffError(
+                    ErrorClass.CONFIG_ERROR,
+                    f"the output folder {self.run_folder} and the {side} snapshot "
+                    f"{self.location(side)} overlap: a rerun would read its own output as "
+                    "input (or the run would replace input files); write the output elsewhere",
+                )
 
     @property
     def run_folder(self) -> str:

@@ -80,3 +80,32 @@ def test_key_value_problem() -> None:
     assert key_value_problem("id", []) == "key field 'id' is an array, not a scalar key value"
     for scalar in ("", "1", 0, 1, -(2**70), 1.5, True, False):
         assert key_value_problem("id", scalar) is None
+
+
+@pytest.mark.parametrize(
+    "before, after, out, clash",
+    [
+        ("/data/snap", "/data/today", "/data/snap/diffs", True),  # out inside before
+        ("/data/snap", "/data/today", "/data/today", True),  # D's folder inside after
+        ("/data/snap/*.jsonl", "/data/today", "/data/snap", True),  # a glob's folder
+        ("/data/snap", "/data/today", "/data/diffs", False),
+        ("/data/snap", "/data/today", "/data", False),  # /data/2026-11-25 is apart
+        ("s3://b/exports/2026-11-24/", "s3://b/exports/2026-11-25/", "s3://b/diffs", False),
+        # out/D is the after snapshot itself: refused
+        ("s3://b/exports/2026-11-24/", "s3://b/exports/2026-11-25/", "s3://b/exports", True),
+        ("s3://b/exports/", "s3://b/exports/x/", "s3://b/exports/diffs", True),
+        ("s3://b/exports/", "s3://b/x/", "/data/exports", False),  # local vs S3
+        ("s3://b/ex/", "s3://b/y/", "s3://b/exports", False),  # a prefix of the text only
+    ],
+)
+def test_output_inside_an_input_is_refused(before: str, after: str, out: str, clash: bool) -> None:
+    def make() -> RunSpec:
+        return RunSpec(before=before, after=after, key=("id",), out=out, run_date="2026-11-25")
+
+    if not clash:
+        make()
+        return
+    with pytest.raises(DiffError) as info:
+        make()
+    assert info.value.exit_code == 2
+    assert "overlap" in info.value.message and out.rstrip("/") in info.value.message

@@ -176,7 +176,7 @@ def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
     equivalence and tests it for every code point). Anything else (not JSON for orjson, not an
     object, a missing/null key, a float or nested key value) returns None.
     """
-    if _orjson is None or jsonvalue.may_hold_inexact_number(raw):
+    if _orjson is None or jsonvalue.may_hold_inexact_number(raw) or jsonvalue.too_deep(raw):
         return None
     try:
         obj = _orjson.loads(raw)
