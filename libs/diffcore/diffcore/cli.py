@@ -16,12 +16,15 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from diffcore import __version__, layout, store
+from diffcore import __version__, layout
 from diffcore.errors import EXIT_CODES, DiffError, ErrorClass
-from diffcore.manifest import Manifest
-from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths, today_iso
+
+if TYPE_CHECKING:  # annotations only: `--help` does not pay for the manifest's dataclasses
+    from diffcore.manifest import Manifest
+
+# store, spec and the engines are imported where a run needs them: `--help` answers without.
 
 PROG = "diffcore"
 
@@ -302,6 +305,8 @@ def _fmt_bytes(n: int) -> str:
 
 def summary_dict(manifest: Manifest, folder: str, elapsed: float) -> dict[str, Any]:
     """The machine-readable summary (`--json`)."""
+    from diffcore import store
+
     records = manifest.before.records + manifest.after.records
     drift = manifest.schema_drift
     return {
@@ -446,7 +451,7 @@ def _sample_events(manifest: Manifest, folder: str, limit: int = 12) -> list[dic
     """A sample of events read back from the data files: updates first, then c and d."""
     import gzip
 
-    from diffcore import jsonvalue
+    from diffcore import jsonvalue, store
 
     wanted = {"u": limit, "c": max(2, limit // 4), "d": max(2, limit // 4)}
     got: dict[str, list[dict[str, Any]]] = {"u": [], "c": [], "d": []}
@@ -586,6 +591,9 @@ def _error_line(exc: DiffError) -> str:
 
 
 def _run_diff(args: argparse.Namespace) -> int:
+    from diffcore import store
+    from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths, today_iso
+
     progress_enabled = not args.quiet and not args.json and sys.stderr.isatty()
     try:
         spec = RunSpec(
