@@ -33,7 +33,8 @@ configuration: environment variables, see apps/kafka_publisher/README.md
 exit codes:
   0 done (published, or nothing left to publish)   10 not ready: no manifest for the date
   11 configuration error                             12 delivery failure (Kafka)
-  13 bad data (manifest/file mismatch, malformed line)
+  13 bad data (a file or line not matching the manifest or the contract; found
+     before anything of the file, or of the day, is produced)
 
 examples:
   # publish today's diffs (today in TIMEZONE, default UTC)

@@ -5,26 +5,31 @@ runs under the GIL, so one Python process tops out well below what librdkafka an
 can take; a second process uses the machine's other core(s).
 
 How:
-- The parent forks the workers (`fork`, before any producer exists in the parent) and hands them
-  the files to publish one at a time, in manifest order, each to the next idle worker.
-- A worker creates its OWN producer after the fork (`FilePublisher.connect`, which also checks
-  the topic), then publishes each file it is given whole, exactly as the single-process path
-  does (every line parsed and checked, flush + delivery check, then the file's checkpoint), and
-  reports the file's result.
+- The parent forks the workers (`fork`, before any producer exists in the parent). A worker
+  creates its OWN producer after the fork (`FilePublisher.connect`, which also checks the
+  topic) when it gets its first task.
+- The parent runs phases with the same workers (`Phase`): first "verify" (every file read and
+  checked whole, nothing produced), then, once every file passed and the parent's check between
+  the phases (the day's per-op totals) passed, "publish". In each phase it hands the files out
+  one at a time, in manifest order, each to the next idle worker. A worker publishes a file
+  whole, exactly as the single-process path does (from a fresh copy that must match the
+  manifest, flush + delivery check, then the file's checkpoint), and reports its result.
 - Order: within a file, messages go out in file order from one producer; a key has one event per
   run date (a tombstone follows its `d` in the same file, same producer), so no key's order
   depends on which worker publishes which file.
 - On the first failure (bad data, delivery, configuration, a crash) the parent hands out no
-  more files, lets the other workers finish their current file (each still gets its checkpoint
-  only if all its messages were acknowledged), then raises the first failure as the
-  single-process path would (same error class, exit code and message).
+  more files and starts no further phase, lets the other workers finish their current file
+  (each still gets its checkpoint only if all its messages were acknowledged), then raises the
+  first failure as the single-process path would (same error class, exit code and message). A
+  failure in the verify phase therefore means nothing of the day was produced.
 - Logs: a worker's log records (its own and librdkafka's) are sent to the parent, which writes
   them through its own handler: one whole JSON line each, redacted like every other line.
 - A killed parent (SIGKILL, no cleanup): a worker's next write to its pipe fails (it closed its
   inherited copies of the parent's ends), so it drops its logs and exits after its current
   step, without closing its producer (an unfinished file has no checkpoint anyway).
-- Memory: each worker streams its file as the single-process path does and has its own capped
-  librdkafka queue, so the bound is per worker (times `PUBLISH_WORKERS`).
+- Memory: each worker streams its file as the single-process path does (a verified copy holds
+  at most `reader.SPOOL_MEMORY_BYTES` in memory) and has its own capped librdkafka queue, so
+  the bound is per worker (times `PUBLISH_WORKERS`).
 """
 
 from __future__ import annotations
@@ -54,8 +59,12 @@ class FilePublisher(Protocol):
         """Create the producer, check the topic; the topic's partition count."""
         ...
 
-    def publish(self, data_file: DataFile) -> Any:
-        """Publish one whole file (checkpoint included); a picklable result for `record`."""
+    def verify(self, data_file: DataFile) -> Any:
+        """Read and check one whole file, produce nothing; a picklable result."""
+        ...
+
+    def publish(self, data_file: DataFile, *args: Any) -> Any:
+        """Publish one whole file (checkpoint included); a picklable result."""
         ...
 
     def failed_messages(self) -> int:
@@ -63,6 +72,20 @@ class FilePublisher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class Phase:
+    """One pass over files: each file is handed to an idle worker, which calls
+    `publisher.<action>(data_file, *args(data_file))`; `on_result(result, worker_number)` in the
+    parent for each file done (in completion order); `after()` in the parent once every file of
+    the phase is done, before the next phase starts (it may raise a `PublisherError`)."""
+
+    action: str  # "verify" or "publish"
+    files: Sequence[DataFile]
+    on_result: Callable[[Any, int], None]
+    args: Callable[[DataFile], tuple[Any, ...]] = lambda data_file: ()
+    after: Callable[[], None] = lambda: None
 
 
 class WorkerCrashed(Exception):
@@ -74,21 +97,20 @@ class _Worker:
     number: int
     process: Any  # multiprocessing.Process (fork context)
     conn: Connection
-    file_index: int | None = None  # the file it is publishing, None when idle
+    task: tuple[str, str] | None = None  # (action, file name) it is working on, None when idle
 
 
 def publish_files(
-    files: Sequence[DataFile],
+    phases: Sequence[Phase],
     workers: int,
     publisher: FilePublisher,
-    record: Callable[[Any, int], None],
     add_failed: Callable[[int], None],
     log: logging.Logger,
     topic: str,
 ) -> None:
-    """Publish `files` with `workers` processes; `record(result, worker_number)` for each file
-    published (in completion order), `add_failed(n)` for the failed messages of a failed file.
-    Raises the first failure after every worker has stopped."""
+    """Run the phases one after the other with `workers` processes (the same processes for
+    every phase); `add_failed(n)` for the failed messages of a failed file. Raises the first
+    failure after every worker has stopped; a phase after a failure is not started."""
     ctx = multiprocessing.get_context("fork")
     # Anything buffered now would be written twice (by the parent and by a child).
     sys.stdout.flush()
@@ -102,89 +124,114 @@ def publish_files(
                 # The parent's pipe ends (this worker's and the earlier workers') are inherited by
                 # the fork: the child closes them, so that its writes fail (EPIPE) rather than
                 # block forever once the parent is gone.
-                args=(child_end, files, publisher, [parent_end, *(w.conn for w in pool)]),
+                args=(child_end, publisher, [parent_end, *(w.conn for w in pool)]),
                 name=f"kafka-publisher-worker-{number}",
                 daemon=True,  # multiprocessing terminates it if the parent exits first
             )
             process.start()
             child_end.close()
             pool.append(_Worker(number, process, parent_end))
-        _schedule(files, pool, record, add_failed, log, topic)
+        _schedule(phases, pool, add_failed, log, topic)
     finally:
         _stop(pool)
 
 
 def _schedule(
-    files: Sequence[DataFile],
+    phases: Sequence[Phase],
     pool: list[_Worker],
-    record: Callable[[Any, int], None],
     add_failed: Callable[[int], None],
     log: logging.Logger,
     topic: str,
 ) -> None:
-    """Hand out the files and collect the workers' messages until every worker has exited.
+    """Hand out each phase's files and collect the workers' messages; then stop the workers and
+    read their pipes until every worker has exited.
 
     A worker's pipe is read until it closes (the worker exited), not only until its last file
     is settled: it still logs while it stops (flush, librdkafka), and a full pipe would block it.
     """
-    next_file = 0
     failure: BaseException | None = None
     connected = False
-
-    def hand_out(worker: _Worker) -> None:
-        nonlocal next_file
-        if failure is None and next_file < len(files):
-            worker.file_index = next_file
-            next_file += 1
-            worker.conn.send(worker.file_index)
-        else:
-            worker.file_index = None
-            _send_stop(worker)
-
-    for worker in pool:
-        hand_out(worker)
     active = {worker.conn: worker for worker in pool}
+
+    def handle(worker: _Worker, message: tuple[Any, ...] | None, phase: Phase | None) -> None:
+        """One message of a worker (None: its pipe closed, the worker exited)."""
+        nonlocal failure, connected
+        if message is None:
+            del active[worker.conn]
+            worker.process.join(_JOIN_TIMEOUT_S)
+            if worker.task is not None and failure is None:
+                action, name = worker.task
+                doing = "publishing" if action == "publish" else "verifying"
+                failure = WorkerCrashed(
+                    f"worker {worker.number} died (exit code {worker.process.exitcode}) "
+                    f"while {doing} {name}; the file is not recorded as published"
+                )
+            worker.task = None
+            return
+        kind = message[0]
+        if kind == "log":
+            replay_record(message[1], worker=worker.number)
+        elif kind == "connected":
+            if not connected:
+                connected = True
+                log.info(
+                    "connected",
+                    extra={"topic": topic, "partitions": message[1], "workers": len(pool)},
+                )
+        elif kind == "done":
+            worker.task = None
+            if phase is not None:
+                phase.on_result(message[1], worker.number)
+        elif kind == "failed":
+            _, error, failed = message
+            add_failed(failed)
+            if failure is None:
+                failure = error  # pickled whole: class, message, fields (exit code)
+            worker.task = None  # it stops by itself
+        elif kind == "crashed":
+            _, text, trace, failed = message
+            add_failed(failed)
+            if failure is None:
+                log.error("worker failed", extra={"worker": worker.number, "traceback": trace})
+                failure = WorkerCrashed(f"worker {worker.number}: {text}")
+            worker.task = None
+
+    def hand_out(worker: _Worker, phase: Phase, pending: list[DataFile]) -> None:
+        """The next file of the phase to an idle worker (none after a failure)."""
+        if failure is None and pending and worker.task is None:
+            data_file = pending.pop()
+            worker.task = (phase.action, data_file.name)
+            try:
+                worker.conn.send((phase.action, data_file, *phase.args(data_file)))
+            except OSError:  # it died: its pipe closes, which `handle` reports
+                pass
+
+    for phase in phases:
+        pending = list(phase.files)
+        pending.reverse()  # popped from the end: handed out in order
+        for worker in list(active.values()):
+            hand_out(worker, phase, pending)
+        while any(w.task is not None for w in active.values()):
+            for ready in wait(list(active)):
+                worker = active[ready]  # type: ignore[index]
+                handle(worker, _receive(worker), phase)
+                if worker.conn in active:
+                    hand_out(worker, phase, pending)
+        if failure is None and pending:
+            failure = WorkerCrashed(f"no worker left to {phase.action} {pending[-1].name}")
+        if failure is not None:
+            break
+        try:
+            phase.after()
+        except Exception as exc:  # noqa: BLE001 - raised after the workers have stopped
+            failure = exc
+            break
+    for worker in active.values():
+        _send_stop(worker)
     while active:
         for ready in wait(list(active)):
             worker = active[ready]  # type: ignore[index]
-            message = _receive(worker)
-            if message is None:  # its pipe closed: the worker exited
-                del active[worker.conn]
-                worker.process.join(_JOIN_TIMEOUT_S)
-                if worker.file_index is not None and failure is None:
-                    failure = WorkerCrashed(
-                        f"worker {worker.number} died (exit code {worker.process.exitcode}) "
-                        f"while publishing {files[worker.file_index].name}; the file is not "
-                        "recorded as published"
-                    )
-                worker.file_index = None
-                continue
-            kind = message[0]
-            if kind == "log":
-                replay_record(message[1], worker=worker.number)
-            elif kind == "connected":
-                if not connected:
-                    connected = True
-                    log.info(
-                        "connected",
-                        extra={"topic": topic, "partitions": message[1], "workers": len(pool)},
-                    )
-            elif kind == "published":
-                record(message[1], worker.number)
-                hand_out(worker)
-            elif kind == "failed":
-                _, error, failed = message
-                add_failed(failed)
-                if failure is None:
-                    failure = error  # pickled whole: class, message, fields (exit code)
-                worker.file_index = None  # it stops by itself
-            elif kind == "crashed":
-                _, text, trace, failed = message
-                add_failed(failed)
-                if failure is None:
-                    log.error("worker failed", extra={"worker": worker.number, "traceback": trace})
-                    failure = WorkerCrashed(f"worker {worker.number}: {text}")
-                worker.file_index = None
+            handle(worker, _receive(worker), None)
     if failure is not None:
         raise failure
 
@@ -218,11 +265,10 @@ def _stop(pool: list[_Worker]) -> None:
 
 def _worker_main(
     conn: Connection,
-    files: Sequence[DataFile],
     publisher: FilePublisher,
     inherited: Sequence[Connection] = (),
 ) -> None:
-    """A worker process: publish the files the parent hands out until told to stop."""
+    """A worker process: run the tasks the parent hands out until told to stop."""
     for other in inherited:
         other.close()
     lock = threading.Lock()  # librdkafka callbacks may log from another thread
@@ -245,17 +291,24 @@ def _worker_main(
     try:
         while True:
             try:
-                index = conn.recv()
+                task = conn.recv()
             except EOFError:  # the parent is gone
                 parent_gone = True
                 return
-            if index is None:
+            if task is None:
                 return
+            action, data_file, *args = task
             try:
                 if not connected:
+                    # The producer first, whatever the task: a broker or topic problem shows
+                    # before any file is read.
                     connected = True
                     send(("connected", publisher.connect()))
-                send(("published", publisher.publish(files[index])))
+                if action == "verify":
+                    result = publisher.verify(data_file)
+                else:
+                    result = publisher.publish(data_file, *args)
+                send(("done", result))
             except _ParentGone:
                 return
             except errors.PublisherError as exc:

@@ -1,26 +1,47 @@
-"""Publishing a run date: manifest -> files -> one Kafka message per change event -> checkpoints.
+"""Publishing a run date: manifest -> verify every file -> day totals -> publish -> checkpoints.
 
-Per file, in manifest order: skip it if its checkpoint matches (same SHA-256, same topic);
-otherwise stream its events and produce each (key = canonical JSON of `key`, value = the line
-byte for byte, headers `op`, `run_date`, `event_id`, `source_file`), plus a tombstone (same key
-and headers, null value) after each `d` when tombstones are on; then flush and check the delivery
-reports: only when every message was acknowledged is the checkpoint written. Any failed delivery
-stops the run (`DeliveryError`, exit 12); a bad line or a file that does not match the manifest
-stops it too (`BadData`, exit 13). Neither leaves a checkpoint for the file: a rerun publishes it
-again, whole (at-least-once; consumers deduplicate on `event_id`).
+Nothing of a file is produced before all of it was checked, and nothing of the day before every
+file to publish was checked and the day's totals add up:
+
+1. Files to publish: those without a checkpoint matching the manifest's SHA-256 and the topic
+   (the others are skipped). Nothing to publish: done, Kafka not contacted.
+2. Verify (`reader.verify_file`): each file to publish is read whole once: size, SHA-256 and
+   event count against the manifest, every line against the contract (op, key, before/after/
+   changed, run_date, `event_id` recomputed with `diffcore.events`). It writes the file's ids
+   file (op, event_id and Kafka key per line) into a local temporary folder.
+3. Day totals: the events per op of the verified files plus those of the skipped files (from
+   their checkpoints; a checkpoint without them has its file verified in step 2 too, counted
+   but not published) must equal the manifest's counts.
+4. Publish, per file (`_publish_file`): a fresh copy of the object (`reader.copy_verified`)
+   whose size and SHA-256 must match the manifest again, so it is exactly what step 2 checked
+   (an object replaced in between is refused, unpublished); then one message per event from that
+   copy and the ids file, without parsing again (key = canonical JSON of `key`, value = the line
+   byte for byte, headers `op`, `run_date`, `event_id`, `source_file`), plus a tombstone (same
+   key and headers, null value) after each `d` when tombstones are on; then flush and check the
+   delivery reports: only when every message was acknowledged is the checkpoint written (with
+   the file's counts per op).
+
+A failure in steps 2-3, or a copy that differs in step 4, is `BadData` (exit 13) naming the file
+(and line): nothing of that file was produced (in steps 2-3 nothing of the day). A failed
+delivery stops the run (`DeliveryError`, exit 12). Neither leaves a checkpoint for the file: a
+rerun publishes it again, whole (at-least-once; consumers deduplicate on `event_id`).
 
 Delivery reports: the producer runs with `delivery.report.only.error=true` and a default
 `on_delivery` callback, so every failed report reaches Python (counted, first ones logged) while
 successful ones cost nothing; `flush()` returning 0 outstanding messages with no failed report
 means every message was acknowledged (acks=all, idempotent producer).
 
-With `PUBLISH_WORKERS` > 1, files are published the same way, file by file, by worker processes
-with a producer each (`parallel`); the run fails as described above on the first failure.
+With `PUBLISH_WORKERS` > 1, steps 2 and 4 run in worker processes with a producer each
+(`parallel`), step 3 in the parent between them; the run fails as described above on the first
+failure.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,62 +196,83 @@ class FileResult:
         return self.stats.events + self.tombstones
 
 
+def _ids_path(spool_dir: str, name: str) -> str:
+    return os.path.join(spool_dir, f"{name}.ids")
+
+
 def _publish_file(
     sink: KafkaSink,
     run_date: str,
     data_file: DataFile,
+    verified: reader.FileStats,
     diffs_location: str,
+    spool_dir: str,
     tombstones: bool,
     summary: Summary,
 ) -> FileResult:
-    """Produce every event of the file, flush, check the delivery reports, write the
-    checkpoint. On failure, `summary.failed` gets the failed messages and the error is raised
-    (the file gets no checkpoint)."""
+    """Produce every event of a verified file from a fresh copy that must match the manifest,
+    flush, check the delivery reports, write the checkpoint. On failure, `summary.failed` gets
+    the failed messages and the error is raised (the file gets no checkpoint)."""
     started = time.monotonic()
-    stats, events = reader.read_events(diffs_location, run_date, data_file)
+    location = reader.data_file_location(diffs_location, run_date, data_file.name)
+    ids_path = _ids_path(spool_dir, data_file.name)
     producer = sink.producer
     produce, poll = producer.produce, producer.poll
     topic = sink.topic
-    # Header tuples built once per file: only the event_id one is new per message.
-    op_headers = {op: ("op", op.encode()) for op in OPS}
+    # Header tuples built once per file: only the event_id one is new per message. An ids
+    # record is op (1 byte), event_id (64 bytes), Kafka key.
+    op_headers = {ord(op): ("op", op.encode()) for op in OPS}
+    delete = ord("d")
     run_date_header = ("run_date", run_date.encode())
     source_header = ("source_file", data_file.name.encode())
+    key_at = reader.ID_KEY
     produced = 0
     n_tombstones = 0
     next_poll = POLL_EVERY
     from confluent_kafka import KafkaException
 
     line_no = 0
-    try:
-        for value, line_no, op, key, event_id in events:  # noqa: B007 (line_no: errors)
-            headers = [op_headers[op], run_date_header, ("event_id", event_id), source_header]
-            try:
-                produce(topic, value, key, headers=headers)
-            except BufferError:  # local queue full: serve delivery reports until there is room
-                _produce_blocking(producer, topic, value, key, headers)
-            produced += 1
-            if tombstones and op == "d":
+    # BadData here (the object changed since it was verified) comes before any message.
+    with (
+        reader.copy_verified(diffs_location, run_date, data_file, spool_dir) as content,
+        open(ids_path, "rb") as ids,
+    ):
+        try:
+            for line_no, (value, record) in enumerate(  # noqa: B007 (line_no: errors)
+                reader.paired_lines(content, ids, location), 1
+            ):
+                if not record:  # a blank line
+                    continue
+                key = record[key_at:]
+                headers = [
+                    op_headers[record[0]],
+                    run_date_header,
+                    ("event_id", record[1:key_at]),
+                    source_header,
+                ]
                 try:
-                    produce(topic, None, key, headers=headers)
-                except BufferError:
-                    _produce_blocking(producer, topic, None, key, headers)
-                n_tombstones += 1
-            if produced == next_poll:  # cheaper than a modulo per message
-                next_poll += POLL_EVERY
-                poll(0)
-                if sink.broken:
-                    break
-    except KafkaException as exc:
-        sink.drain()
-        raise DeliveryError(
-            f"{data_file.name}, line {line_no}: the producer refused the message: "
-            f"{sink.redactor.scrub(str(exc.args[0] if exc.args else exc))}",
-            file=data_file.name,
-        ) from None
-    except BadData:
-        sink.drain()  # settle what was produced; the file gets no checkpoint
-        summary.failed += sink.failed
-        raise
+                    produce(topic, value, key, headers=headers)
+                except BufferError:  # local queue full: serve delivery reports until there is room
+                    _produce_blocking(producer, topic, value, key, headers)
+                produced += 1
+                if tombstones and record[0] == delete:
+                    try:
+                        produce(topic, None, key, headers=headers)
+                    except BufferError:
+                        _produce_blocking(producer, topic, None, key, headers)
+                    n_tombstones += 1
+                if produced == next_poll:  # cheaper than a modulo per message
+                    next_poll += POLL_EVERY
+                    poll(0)
+                    if sink.broken:
+                        break
+        except KafkaException as exc:
+            sink.drain()
+            raise DeliveryError(
+                f"{data_file.name}, line {line_no}: the producer refused the message: "
+                f"{sink.redactor.scrub(str(exc.args[0] if exc.args else exc))}",
+                file=data_file.name,
+            ) from None
     remaining = sink.drain()
     if sink.broken or remaining:
         summary.failed += sink.failed + remaining
@@ -240,8 +282,16 @@ def _publish_file(
             f"({reason}); the file is not recorded as published",
             file=data_file.name,
         )
-    checkpoints.save(diffs_location, run_date, data_file, produced + n_tombstones, topic)
-    return FileResult(stats, n_tombstones, time.monotonic() - started)
+    if produced != verified.events or line_no != verified.lines:  # the copy is the verified one
+        raise RuntimeError(
+            f"{data_file.name}: {produced} events on {line_no} lines produced, but "
+            f"{verified.events} on {verified.lines} were verified"
+        )
+    checkpoints.save(
+        diffs_location, run_date, data_file, produced + n_tombstones, topic, verified.per_op
+    )
+    os.remove(ids_path)
+    return FileResult(verified, n_tombstones, time.monotonic() - started)
 
 
 def _record(summary: Summary, result: FileResult, log: logging.Logger, **extra: Any) -> None:
@@ -277,12 +327,16 @@ class _WorkerPublisher:
         diffs_location: str,
         tombstones: bool,
         sink_factory: Callable[[], KafkaSink],
+        spool_dir: str,
+        to_publish: frozenset[str],
         summary: Summary | None = None,
     ) -> None:
         self.run_date = run_date
         self.diffs_location = diffs_location
         self.tombstones = tombstones
         self.sink_factory = sink_factory
+        self.spool_dir = spool_dir
+        self.to_publish = to_publish  # files verified to be published (the others: counted)
         self.sink: KafkaSink | None = None
         # Collects `failed` only (the run's own summary when publishing in this process).
         self.summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
@@ -291,10 +345,25 @@ class _WorkerPublisher:
         self.sink = self.sink_factory()
         return self.sink.check_topic()
 
-    def publish(self, data_file: DataFile) -> FileResult:
+    def verify(self, data_file: DataFile) -> _Verified:
+        started = time.monotonic()
+        ids = (
+            _ids_path(self.spool_dir, data_file.name) if data_file.name in self.to_publish else None
+        )
+        stats = reader.verify_file(self.diffs_location, self.run_date, data_file, ids)
+        return _Verified(stats, time.monotonic() - started)
+
+    def publish(self, data_file: DataFile, verified: reader.FileStats) -> FileResult:
         assert self.sink is not None, "connect() first"
         return _publish_file(
-            self.sink, self.run_date, data_file, self.diffs_location, self.tombstones, self.summary
+            self.sink,
+            self.run_date,
+            data_file,
+            verified,
+            self.diffs_location,
+            self.spool_dir,
+            self.tombstones,
+            self.summary,
         )
 
     def failed_messages(self) -> int:
@@ -303,6 +372,14 @@ class _WorkerPublisher:
     def close(self) -> None:
         if self.sink is not None:
             self.sink.close()
+
+
+@dataclass
+class _Verified:
+    """What verifying one file found (also what a worker process reports for it)."""
+
+    stats: reader.FileStats
+    duration_s: float
 
 
 def _produce_blocking(producer: Any, topic: str, value: Any, key: bytes, headers: Any) -> None:
@@ -324,19 +401,34 @@ def _add(summary: Summary, stats: reader.FileStats, tombstones: int) -> None:
         summary.per_op[op] += n
 
 
-def _check_day_counts(manifest: Manifest, summary: Summary) -> None:
+def _check_day_counts(manifest: Manifest, per_op: dict[str, int], where: str) -> None:
     expected = {"c": manifest.counts.c, "u": manifest.counts.u, "d": manifest.counts.d}
-    if summary.per_op != expected:
+    if per_op != expected:
         raise BadData(
-            f"events per op in the files {summary.per_op} differ from the manifest's counts "
-            f"{expected}"
+            f"events per op in {where} {per_op} differ from the manifest's counts {expected}"
         )
+
+
+def _log_verified(log: logging.Logger, verified: _Verified, **extra: Any) -> None:
+    stats = verified.stats
+    log.info(
+        "file verified",
+        extra={
+            "file": stats.name,
+            "events": stats.events,
+            "per_op": dict(stats.per_op),
+            "bytes_read": stats.raw_bytes,
+            "duration_s": round(verified.duration_s, 3),
+            **extra,
+        },
+    )
 
 
 def validate_day(
     diffs_location: str, run_date: str, topic: str | None, summary: Summary | None = None
 ) -> Summary:
-    """`--dry-run`: read and fully validate every file (contract check per line), publish nothing."""
+    """`--dry-run`: read and check every file as publishing does (step 2 and the day's totals),
+    publish nothing."""
     log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=True)
     manifest = reader.read_manifest(diffs_location, run_date)
@@ -346,9 +438,7 @@ def validate_day(
         would_skip = (
             checkpoint is not None and topic is not None and checkpoint.matches(data_file, topic)
         )
-        stats, events = reader.read_events(diffs_location, run_date, data_file, full=True)
-        for _ in events:
-            pass
+        stats = reader.verify_file(diffs_location, run_date, data_file)
         _add(summary, stats, 0)
         if would_skip:
             summary.files_skipped += 1
@@ -363,7 +453,7 @@ def validate_day(
                 "would_publish": not would_skip,
             },
         )
-    _check_day_counts(manifest, summary)
+    _check_day_counts(manifest, summary.per_op, "the files")
     summary.finish()
     return summary
 
@@ -377,18 +467,21 @@ def publish_day(
     summary: Summary | None = None,
     workers: int = 1,
 ) -> Summary:
-    """Publish every file of the run date that has no matching checkpoint.
+    """Publish every file of the run date that has no matching checkpoint (module docstring).
 
     Kafka is contacted only if there is something to publish (a rerun after success reads the
     manifest and the checkpoints, and stops). With `workers` > 1 (and more than one file to
-    publish), files are published by that many worker processes (`parallel.publish_files`),
-    each with its own producer; otherwise in this process, one file after the other.
+    verify), files are verified and then published by that many worker processes
+    (`parallel.publish_files`), each with its own producer; otherwise in this process, one file
+    after the other.
     """
     log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
     manifest = reader.read_manifest(diffs_location, run_date)
     summary.files = len(manifest.files)
     todo: list[DataFile] = []
+    to_verify: list[DataFile] = []  # todo, and skipped files whose checkpoint has no counts
+    day_per_op = {op: 0 for op in OPS}
     for data_file in manifest.files:
         checkpoint = checkpoints.load(diffs_location, run_date, data_file.name)
         if checkpoint is not None and checkpoint.matches(data_file, topic):
@@ -397,6 +490,12 @@ def publish_day(
                 "file skipped: already published",
                 extra={"file": data_file.name, "published_at": checkpoint.published_at},
             )
+            counts = checkpoint.counts(data_file)
+            if counts is None:
+                to_verify.append(data_file)  # counted for the day's totals, not published
+            else:
+                for op, n in counts.items():
+                    day_per_op[op] += n
             continue
         if checkpoint is not None:
             log.info(
@@ -408,33 +507,58 @@ def publish_day(
                 },
             )
         todo.append(data_file)
-    if workers > 1 and len(todo) > 1:
-        worker_publisher = _WorkerPublisher(run_date, diffs_location, tombstones, sink_factory)
+        to_verify.append(data_file)
+    if not todo:
+        summary.finish()
+        return summary
 
-        def record(result: FileResult, worker: int) -> None:
-            _record(summary, result, log, worker=worker)
+    verified: dict[str, reader.FileStats] = {}
 
-        def add_failed(n: int) -> None:
-            summary.failed += n
+    def on_verified(result: _Verified, worker: int | None = None) -> None:
+        verified[result.stats.name] = result.stats
+        for op, n in result.stats.per_op.items():
+            day_per_op[op] += n
+        _log_verified(log, result, **({} if worker is None else {"worker": worker}))
 
-        parallel.publish_files(
-            todo, min(workers, len(todo)), worker_publisher, record, add_failed, log, topic
-        )
-    elif todo:
-        publisher = _WorkerPublisher(run_date, diffs_location, tombstones, sink_factory, summary)
-        try:
-            partitions = publisher.connect()
-            log.info("connected", extra={"topic": topic, "partitions": partitions})
-            for data_file in todo:
-                _record(summary, publisher.publish(data_file), log)
-        finally:
-            publisher.close()
-    if summary.files_skipped == 0:
-        try:
-            _check_day_counts(manifest, summary)
-        except BadData as exc:  # every file matched its own count: published, but say so
-            log.warning(
-                "manifest counts per op disagree with the files", extra={"detail": exc.message}
+    def check_day() -> None:
+        _check_day_counts(manifest, day_per_op, "the day's files")
+
+    spool_dir = tempfile.mkdtemp(prefix="kafka-publisher-")
+    names = frozenset(f.name for f in todo)
+    try:
+        if workers > 1 and len(to_verify) > 1:
+            worker_publisher = _WorkerPublisher(
+                run_date, diffs_location, tombstones, sink_factory, spool_dir, names
             )
+
+            def record(result: FileResult, worker: int) -> None:
+                _record(summary, result, log, worker=worker)
+
+            def add_failed(n: int) -> None:
+                summary.failed += n
+
+            phases = [
+                parallel.Phase("verify", to_verify, on_verified, after=check_day),
+                parallel.Phase("publish", todo, record, args=lambda f: (verified[f.name],)),
+            ]
+            parallel.publish_files(
+                phases, min(workers, len(to_verify)), worker_publisher, add_failed, log, topic
+            )
+        else:
+            publisher = _WorkerPublisher(
+                run_date, diffs_location, tombstones, sink_factory, spool_dir, names, summary
+            )
+            try:
+                partitions = publisher.connect()
+                log.info("connected", extra={"topic": topic, "partitions": partitions})
+                for data_file in to_verify:
+                    on_verified(publisher.verify(data_file))
+                check_day()
+                for data_file in todo:
+                    _record(summary, publisher.publish(data_file, verified[data_file.name]), log)
+            finally:
+                publisher.close()
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
     summary.finish()
     return summary

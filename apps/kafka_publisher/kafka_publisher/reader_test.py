@@ -5,11 +5,12 @@ import hashlib
 import json
 import tracemalloc
 from dataclasses import replace
+from typing import NamedTuple
 
 import pytest
 
 from diffcore import layout, store
-from diffcore.events import EVENT_FIELDS, InvalidEvent, event_line, kafka_key
+from diffcore.events import EVENT_FIELDS, InvalidEvent, event_id, event_line, kafka_key
 from diffcore.manifest import DataFile
 from kafka_publisher import reader
 from kafka_publisher.errors import BadData, NotReady
@@ -25,11 +26,29 @@ def _file(tmp_path, name: str, body: bytes, records: int) -> DataFile:
     )
 
 
-def _read(
-    tmp_path, data_file: DataFile, full: bool = False
-) -> tuple[reader.FileStats, list[reader.Event]]:
-    stats, events = reader.read_events(str(tmp_path), D, data_file, full=full)
-    return stats, [reader.Event(*e) for e in events]
+class Event(NamedTuple):
+    line: bytes
+    line_no: int
+    op: str
+    key: bytes
+    event_id: str
+
+
+def _events(content, ids_path: str) -> list[Event]:
+    """What publishing hands out: the verified copy's lines with their ids records."""
+    with content, open(ids_path, "rb") as ids:
+        return [
+            Event(line, n, rec[:1].decode(), rec[reader.ID_KEY :], rec[1 : reader.ID_KEY].decode())
+            for n, (line, rec) in enumerate(reader.paired_lines(content, ids, "x"), 1)
+            if rec
+        ]
+
+
+def _read(tmp_path, data_file: DataFile) -> tuple[reader.FileStats, list[Event]]:
+    """Both steps: verify (writing the ids file), then the verified copy."""
+    ids_path = str(tmp_path / "ids")
+    stats = reader.verify_file(str(tmp_path), D, data_file, ids_path)
+    return stats, _events(reader.copy_verified(str(tmp_path), D, data_file), ids_path)
 
 
 def test_no_manifest_is_not_ready(tmp_path) -> None:
@@ -59,7 +78,7 @@ def test_values_are_the_lines_byte_for_byte_and_keys_canonical(tmp_path) -> None
         event_line("u", {"id": 1}, '{"id":1,"x":1.0}', '{"id":1,"x":2.5}', ["x"], D),
     ]
     body = "".join(line + "\n" for line in lines).encode()
-    stats, events = _read(tmp_path, _file(tmp_path, "part-00000.jsonl", body, 2), full=True)
+    stats, events = _read(tmp_path, _file(tmp_path, "part-00000.jsonl", body, 2))
     assert [e.line for e in events] == [line.encode() for line in lines]
     assert (
         events[0].key
@@ -94,10 +113,23 @@ def test_count_and_hash_mismatches_are_bad_data(tmp_path) -> None:
     data_file = _file(tmp_path, "part-00000.jsonl", body, 5)
     with pytest.raises(BadData, match="5 events, but the manifest says 6"):
         _read(tmp_path, replace(data_file, records=6))
-    with pytest.raises(BadData, match="does not match the manifest"):
+    with pytest.raises(BadData, match=f"but the manifest says {len(body)} bytes with SHA-256 0000"):
         _read(tmp_path, replace(data_file, sha256="0" * 64))
+    with pytest.raises(BadData, match=f"but the manifest says {len(body) + 1} bytes"):
+        _read(tmp_path, replace(data_file, bytes=len(body) + 1))
     with pytest.raises(BadData, match="does not exist"):
         _read(tmp_path, replace(data_file, name="part-00009.jsonl"))
+
+
+def test_a_copy_that_differs_from_the_verified_file_is_refused(tmp_path) -> None:
+    """Step 2 hands out nothing of an object replaced after step 1 (same size, a byte changed)."""
+    body = "".join(f"{x}\n" for x in make_events(D, 5)).encode()
+    data_file = _file(tmp_path, "part-00000.jsonl", body, 5)
+    reader.verify_file(str(tmp_path), D, data_file, str(tmp_path / "ids"))
+    _file(tmp_path, "part-00000.jsonl", body.replace(b"after-0", b"after-9"), 5)
+    with pytest.raises(BadData, match="changed after it was verified") as info:
+        reader.copy_verified(str(tmp_path), D, data_file)
+    assert info.value.fields["file"].endswith(f"{D}/part-00000.jsonl")
 
 
 def test_blank_lines_are_skipped_and_not_counted(tmp_path) -> None:
@@ -169,12 +201,16 @@ def test_bad_lines_name_file_and_line(tmp_path, line: bytes, message: str) -> No
     assert info.value.fields["line"] == 2
 
 
-def test_event_id_is_recomputed_only_in_full_validation(tmp_path) -> None:
-    wrong = json.dumps({**GOOD, "event_id": "a" * 64}, separators=(",", ":")).encode() + b"\n"
-    data_file = _file(tmp_path, "part-00000.jsonl", wrong, 1)
-    _read(tmp_path, data_file)  # cheap checks: the shape is right
-    with pytest.raises(BadData, match="does not match its content"):
-        _read(tmp_path, data_file, full=True)
+def test_event_id_is_always_recomputed(tmp_path) -> None:
+    for key in ({"id": 1}, {"id": 2**70}, {"x": 1.5}, {"s": "\u00e9"}):
+        good = json.loads(event_line("u", key, '{"a":1}', '{"a":2}', ["a"], D))
+        forged = {**good, "event_id": event_id(D, "u", {"id": "other"})}  # a valid id, not its own
+        wrong = json.dumps(forged, separators=(",", ":")).encode() + b"\n"
+        data_file = _file(tmp_path, "part-00000.jsonl", wrong, 1)
+        with pytest.raises(BadData, match="line 1: event_id .* is not the id of its"):
+            _read(tmp_path, data_file)
+        with pytest.raises(InvalidEvent, match="is not the id of its"):
+            reader.parse_line(wrong.rstrip(), D)
 
 
 def test_memory_is_bounded_whatever_the_file_size(tmp_path) -> None:
@@ -184,15 +220,20 @@ def test_memory_is_bounded_whatever_the_file_size(tmp_path) -> None:
     )
     data_file = _file(tmp_path, "part-00000.jsonl.gz", body, n)
     del body
+    ids_path = str(tmp_path / "ids")
     tracemalloc.start()
     try:
-        stats, events = reader.read_events(str(tmp_path), D, data_file)
-        count = sum(1 for _ in events)
+        stats = reader.verify_file(str(tmp_path), D, data_file, ids_path)
+        with (
+            reader.copy_verified(str(tmp_path), D, data_file, str(tmp_path)) as content,
+            open(ids_path, "rb") as ids,
+        ):
+            count = sum(1 for _, rec in reader.paired_lines(content, ids, "x") if rec)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert count == n and stats.value_bytes > 20_000_000
-    assert peak < 8 * 1024 * 1024, peak
+    assert peak < 8 * 1024 * 1024 + reader.SPOOL_MEMORY_BYTES, peak
 
 
 def _lines_for_agreement() -> list[bytes]:
@@ -204,8 +245,17 @@ def _lines_for_agreement() -> list[bytes]:
         {**good, "op": None},
         {**good, "key": []},
         {**good, "key": {"a": 1.5, "b": [1]}},  # not a simple key: the reference path
+        {**good, "key": {"a": 1.5, "b": [1]}, "event_id": event_id(D, "u", {"a": 1.5, "b": [1]})},
         {**good, "event_id": 7},
-        {**good, "event_id": "A" * 64},  # the cheap check is the length only
+        {**good, "event_id": "A" * 64},
+        {**good, "event_id": good["event_id"].upper()},
+        {**good, "event_id": event_id(D, "c", good["key"])},  # the id of another op
+        {**good, "run_date": "2026-11-26"},
+        {**good, "before": None},  # before/after/changed must fit the op (u)
+        {**good, "after": [1]},
+        {**good, "changed": None},
+        {**good, "op": "c"},
+        {**good, "op": "d"},
         {**good, "run_date": None},
         [good],
         "text",
@@ -226,7 +276,7 @@ def _outcome(parse, raw: bytes) -> object:
 
 
 def test_the_inlined_publishing_checks_agree_with_parse_line(tmp_path) -> None:
-    """`read_events` inlines `parse_line`'s checks: same events, same refusals, every field."""
+    """`verify_file` inlines `parse_line`'s checks: same events, same refusals, every field."""
     for raw in _lines_for_agreement():
         expected = _outcome(lambda r: reader.parse_line(r, D), raw)
         data_file = _file(tmp_path, "part-00000.jsonl", raw + b"\n", 0 if expected is None else 1)
