@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -24,8 +25,14 @@ def event_id(run_date: str, op: str, key: Mapping[str, JSONValue]) -> str:
 def event_id_of_key_text(run_date: str, op: str, key_text: str) -> str:
     """`event_id` from the key's canonical JSON text (what an engine joins on): the canonical
     JSON of a list is its items' canonical JSON, comma-separated, in brackets."""
-    text = f"[{canonical_json(run_date)},{canonical_json(op)},{key_text}]"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{_id_prefix(run_date, op)}{key_text}]".encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _id_prefix(run_date: str, op: str) -> str:
+    """`[<run_date>,<op>,` as canonical JSON: the same for every event of a day and op (cached:
+    the publisher recomputes every event's id)."""
+    return f"[{canonical_json(run_date)},{canonical_json(op)},"
 
 
 def kafka_key(key: Mapping[str, JSONValue]) -> bytes:
