@@ -201,8 +201,8 @@ def test_broker_down_during_publishing_then_the_rerun_completes_the_day(
     original = checkpoints.save
     saved: list[str] = []
 
-    def save_then_stop_broker(diffs, run_date, data_file, messages, topic):
-        result = original(diffs, run_date, data_file, messages, topic)
+    def save_then_stop_broker(diffs, run_date, data_file, *rest, **kwargs):
+        result = original(diffs, run_date, data_file, *rest, **kwargs)
         saved.append(data_file.name)
         if len(saved) == 1:
             os.kill(proc.pid, signal.SIGSTOP)
