@@ -87,7 +87,8 @@ def cases(out: str) -> list[Case]:
             )
         )
         if shim and python:
-            rows.append(Case(f"{python} cli.pex {what}", (python, str(PEX), *args)))
+            label = f"python3.11 (the interpreter, no shim) cli.pex {what}"
+            rows.append(Case(label, (python, str(PEX), *args)))
         rows.append(
             Case(
                 f"./pants run libs/diffcore:cli -- {what}",

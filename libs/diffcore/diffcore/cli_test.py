@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from diffcore import cli, layout
+from diffcore import childpython, cli, layout
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -212,7 +211,7 @@ def test_polars_path_imports_nothing_of_spark(tmp_path: Path) -> None:
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": os.pathsep.join(sys.path), "PATH": ""},
+        env={"PYTHONPATH": childpython.pythonpath(), "PATH": ""},
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -861,19 +861,14 @@ class SparkEngine:
         cached: list[Any] = []
         try:
             return self._run(spec, writer, started, staging, cached)
-        except DiffError:
+        except BaseException as exc:
             writer.abort()  # gives the date back; no manifest
-            raise
-        except Exception as exc:
-            writer.abort()
             # A task that died of a contract error (an oversized event) or of I/O keeps that
-            # class; anything else stays the Spark error it is (the caller's engine_error).
-            named = DiffError.from_unexpected(exc)
-            if named.error_class is not ErrorClass.ENGINE_ERROR:
-                raise named from exc
-            raise
-        except BaseException:
-            writer.abort()
+            # class; anything else stays what it is (for a Spark error, the caller's engine_error).
+            if isinstance(exc, Exception) and not isinstance(exc, DiffError):
+                named = DiffError.from_unexpected(exc)
+                if named.error_class is not ErrorClass.ENGINE_ERROR:
+                    raise named from exc
             raise
         finally:
             for df in cached:
