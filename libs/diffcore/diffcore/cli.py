@@ -38,6 +38,10 @@ examples:
   diffcore diff s3://exports/2026-11-24/ s3://exports/2026-11-25/ --key tenant,customer.id \\
       --out s3://diffs --ignore updated_at,meta.etag --gzip --html report.html
 
+  # dated export folders: the placeholders are resolved from the run date
+  diffcore diff 's3://exports/{yesterday}/' 's3://exports/{run_date}/' --key id \\
+      --out s3://diffs --run-date 2026-11-25     # reads exports/2026-11-24/ and 2026-11-25/
+
   # the first day of a pipeline: nothing before, every record is an insert
   diffcore diff s3://exports/none/ s3://exports/2026-11-25/ --key id --out /tmp/diffs \\
       --allow-empty before
@@ -123,9 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         "before",
         metavar="BEFORE",
         help="yesterday's snapshot: file, directory, glob or s3:// prefix "
-        "(e.g. s3://exports/2026-11-24/)",
+        "(e.g. s3://exports/2026-11-24/), or a template resolved from the run date: "
+        "{yesterday} (RUN_DATE - 1 day) and {run_date}, both YYYY-MM-DD, or with a format "
+        "such as {yesterday:%%Y/%%m/%%d} (%%Y %%m %%d %%y %%j); {{ and }} are literal braces "
+        "(e.g. 's3://exports/{yesterday}/')",
     )
-    d.add_argument("after", metavar="AFTER", help="today's snapshot, same forms as BEFORE")
+    d.add_argument(
+        "after",
+        metavar="AFTER",
+        help="today's snapshot, same forms as BEFORE (e.g. 's3://exports/{run_date}/')",
+    )
     d.add_argument(
         "--key",
         required=True,
@@ -596,12 +607,16 @@ def _run_diff(args: argparse.Namespace) -> int:
 
     progress_enabled = not args.quiet and not args.json and sys.stderr.isatty()
     try:
+        from diffcore.locations import resolve_pair
+
+        run_date = args.run_date or today_iso()
+        before, after = resolve_pair(args.before, args.after, run_date, ("BEFORE", "AFTER"))
         spec = RunSpec(
-            before=args.before,
-            after=args.after,
+            before=before,
+            after=after,
             key=parse_paths(args.key),
             out=args.out,
-            run_date=args.run_date or today_iso(),
+            run_date=run_date,
             ignore=parse_paths(args.ignore),
             bad_records=args.bad_records,
             allow_empty=parse_allow_empty(args.allow_empty),

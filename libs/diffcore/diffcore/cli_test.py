@@ -285,3 +285,72 @@ def test_path_given_twice_is_a_usage_error(
     err = capsys.readouterr().err
     assert err.startswith("diffcore: error: config_error:") and says in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_date_templated_locations_resolve_from_the_run_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dated export folders: {yesterday} and {run_date} pick 2026-11-24/ and 2026-11-25/ (a
+    third, newer folder that a plain root would mix in is never read); the manifest and the
+    summary carry the resolved locations."""
+    exports = tmp_path / "exports"
+    _write(exports / "2026-11-24", ['{"id":1,"v":1}', '{"id":2,"v":1}'])
+    _write(exports / "2026-11-25", ['{"id":1,"v":2}', '{"id":3,"v":1}'])
+    _write(exports / "2026-11-26", ['{"id":9,"v":9}'])
+    out = tmp_path / "diffs"
+    code = cli.main(
+        [
+            "diff",
+            f"{exports}/{{yesterday}}/",
+            f"{exports}/{{run_date:%Y-%m-%d}}",
+            "--key",
+            "id",
+            "--out",
+            str(out),
+            "--run-date",
+            "2026-11-25",
+            "--json",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["counts"]["c"], summary["counts"]["u"], summary["counts"]["d"]) == (1, 1, 1)
+    assert summary["inputs"]["before"]["location"] == f"{exports}/2026-11-24/"
+    assert summary["inputs"]["after"]["location"] == f"{exports}/2026-11-25"
+    manifest = json.loads((out / "2026-11-25" / layout.MANIFEST_NAME).read_text())
+    assert manifest["inputs"]["before"]["location"] == f"{exports}/2026-11-24/"
+    assert manifest["inputs"]["after"]["location"] == f"{exports}/2026-11-25"
+    assert [f["path"] for f in manifest["inputs"]["after"]["files"]] == [
+        f"{exports}/2026-11-25/a.jsonl"
+    ]
+    events = [json.loads(x) for x in (out / "2026-11-25" / "part-00000.jsonl").read_text().split()]
+    assert sorted((e["op"], e["key"]["id"]) for e in events) == [("c", 3), ("d", 2), ("u", 1)]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ("x/{today}/", "x/{run_date}/", "BEFORE 'x/{today}/': unknown placeholder {today}"),
+        ("x/{yesterday}/", "x/{run_date/", "AFTER 'x/{run_date/': unbalanced '{' at position 2"),
+        ("x/{run_date}/", "x/{yesterday}/", "BEFORE 'x/{run_date}/' names a later date than AFTER"),
+        ("x/{run_date}/", "x/{run_date}/", "both resolve to 'x/2026-11-25/'"),
+    ],
+)
+def test_bad_location_templates_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: str, after: str, message: str
+) -> None:
+    args = [
+        "diff",
+        before,
+        after,
+        "--key",
+        "id",
+        "--out",
+        str(tmp_path),
+        "--run-date",
+        "2026-11-25",
+    ]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffcore: error: config_error: ") and message in err, err
+    assert "\n" not in err and not list(tmp_path.iterdir())
