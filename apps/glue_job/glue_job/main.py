@@ -5,6 +5,9 @@
     [--run_date YYYY-MM-DD | ISO timestamp] [--timezone Area/City] [--TempDir LOC]
     [--gzip true|false] [--max_records_per_file N]
 
+LOC may hold date placeholders resolved from the run date (`diffcore.locations`):
+`--before s3://exports/{yesterday}/ --after s3://exports/{run_date}/`.
+
 On Glue the arguments come from `awsglue.utils.getResolvedOptions` (which has no optional
 arguments: the optional ones are resolved only when present in `sys.argv`); elsewhere the same
 names are parsed with argparse. Arguments Glue adds itself (`--JOB_ID`, `--JOB_RUN_ID`,
@@ -38,6 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from diffcore import layout
 from diffcore.errors import DiffError, ErrorClass
+from diffcore.locations import resolve_pair
 from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths
 
 REQUIRED = ("before", "after", "diffs", "key")
@@ -186,12 +190,15 @@ def build_spec(args: dict[str, str], now: datetime | None = None) -> tuple[RunSp
         raise DiffError(
             ErrorClass.CONFIG_ERROR, "--max_records_per_file/--max_bytes_per_file take integers"
         ) from None
+    run_date = parse_run_date(args.get("run_date"), args["timezone"], now)
+    # `--before s3://exports/{yesterday}/`: templates resolve from the run date (diffcore.locations)
+    before, after = resolve_pair(args["before"], args["after"], run_date, ("--before", "--after"))
     spec = RunSpec(
-        before=args["before"],
-        after=args["after"],
+        before=before,
+        after=after,
         key=parse_paths(args["key"]),
         out=args["diffs"],
-        run_date=parse_run_date(args.get("run_date"), args["timezone"], now),
+        run_date=run_date,
         ignore=parse_paths(args["ignore"]),
         bad_records=args["bad_records"].strip(),  # type: ignore[arg-type]
         allow_empty=parse_allow_empty(args["allow_empty"]),
@@ -248,6 +255,8 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
             run_date=spec.run_date,
             before=spec.before,
             after=spec.after,
+            before_template=args["before"] if args["before"] != spec.before else None,
+            after_template=args["after"] if args["after"] != spec.after else None,
             diffs=spec.out,
             key=list(spec.key),
             ignore=list(spec.ignore),

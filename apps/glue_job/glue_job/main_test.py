@@ -155,6 +155,45 @@ def test_bad_arguments_exit_2(extra: list[str], code: int) -> None:
     assert job.run(argv, spark=object()) == code
 
 
+def test_location_templates_resolve_from_the_run_date_in_the_time_zone() -> None:
+    argv = [
+        "main.py",
+        "--before",
+        "s3://x/e/{yesterday}/",
+        "--after",
+        "s3://x/e/{run_date:%Y/%m/%d}",
+    ]
+    argv += ["--diffs", "s3://d", "--key", "id", "--timezone", "America/Sao_Paulo"]
+    # 02:30 UTC is 23:30 of the 24th in Sao Paulo: the templates follow the run date, not UTC
+    spec, _ = job.build_spec(job.resolve_args([*argv, "--run_date", "2026-11-25T02:30:00Z"]))
+    assert (spec.run_date, spec.before, spec.after) == (
+        "2026-11-24",
+        "s3://x/e/2026-11-23/",
+        "s3://x/e/2026/11/24",
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        (
+            "s3://x/{today}/",
+            "s3://x/{run_date}/",
+            "--before 's3://x/{today}/': unknown placeholder",
+        ),
+        ("s3://x/{yesterday}/", "s3://x/{run_date", "--after 's3://x/{run_date': unbalanced '{'"),
+        ("s3://x/{run_date}/", "s3://x/{yesterday}/", "names a later date than --after"),
+    ],
+)
+def test_bad_location_templates_exit_2_naming_the_argument(
+    capsys: pytest.CaptureFixture[str], before: str, after: str, message: str
+) -> None:
+    argv = ["main.py", "--before", before, "--after", after, "--diffs", "s3://d", "--key", "id"]
+    assert job.run(argv, spark=object()) == 2
+    failed = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "run_failed" in x]
+    assert failed[0]["error"] == "config_error" and message in failed[0]["message"]
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
@@ -455,3 +494,31 @@ def test_script_exits_non_zero_as_a_process(tmp_path: Path) -> None:
     ]
     assert failed[0]["error"] == "duplicate_key" and failed[0]["line"] in (1, 2)
     assert not (tmp_path / "diffs" / "2026-11-25" / layout.MANIFEST_NAME).exists()
+
+
+def test_date_templated_locations_on_s3(s3, spark, capsys) -> None:
+    """Dated export prefixes in one bucket: `{yesterday}`/`{run_date}` read exactly the two
+    days' folders (not the next day's), the manifest records the resolved locations, the log
+    both the templates and what they resolved to."""
+    _notified_keys(s3)
+    _put(s3, "exports/2026-11-24/part-0.jsonl", ['{"id":1,"v":1}', '{"id":2,"v":1}'])
+    _put(s3, "exports/2026-11-25/part-0.jsonl", ['{"id":1,"v":2}', '{"id":3,"v":1}'])
+    _put(s3, "exports/2026-11-26/part-0.jsonl", ['{"id":7,"v":7}'])
+    argv = _args("unused")
+    argv[argv.index("--before") + 1] = f"s3://{DATA}/exports/{{yesterday}}/"
+    argv[argv.index("--after") + 1] = f"s3://{DATA}/exports/{{run_date}}/"
+    argv[argv.index("--diffs") + 1] = f"s3://{BUCKET}/templated"
+    assert job.run(argv, spark=spark) == 0
+    logs = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    start = next(e for e in logs if e["event"] == "run_start")
+    assert start["before"] == f"s3://{DATA}/exports/2026-11-24/"
+    assert start["before_template"] == f"s3://{DATA}/exports/{{yesterday}}/"
+    done = next(e for e in logs if e["event"] == "run_complete")
+    assert done["counts"] == {"c": 1, "u": 1, "d": 1, "unchanged": 0, "bad_records": 0}
+    m = Manifest.from_json(
+        s3.get_object(Bucket=BUCKET, Key="templated/2026-11-25/_manifest.json")["Body"].read()
+    )
+    assert m.before.location == f"s3://{DATA}/exports/2026-11-24/"
+    assert m.after.location == f"s3://{DATA}/exports/2026-11-25/"
+    assert [f.path for f in m.after.files] == [f"s3://{DATA}/exports/2026-11-25/part-0.jsonl"]
+    _notified_keys(s3)
