@@ -12,6 +12,7 @@ The table in infra/cdk/README.md documents every key; `FIELDS` below is its sour
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from diffcore import locations
+from diffcore.errors import DiffError
 from diffcore.layout import DEFAULT_QUEUE_NAME, MAX_PUBLISH_WORKERS
+from pipeline_infra.schedules import SKIPPED, dst_problems, min_elapsed_minutes
 
 
 class ConfigError(ValueError):
@@ -86,6 +90,36 @@ _ECR_URI_RE = re.compile(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CIDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 _JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+# ---- schedules (docs: infra/cdk/README.md, "Schedules") ------------------------------------
+# Years over which a schedule's local time is checked against the zone's DST rules (tzdata):
+# a fixed range, so a synth gives the same answer whatever day it runs on.
+SCHEDULE_CHECK_YEARS = range(2026, 2046)
+# How late EventBridge Scheduler may start a target: the flexible window (mode OFF: 0) plus the
+# retry policy's maximum event age (retries happen within it). Both schedules use these values.
+SCHEDULER_FLEXIBLE_WINDOW_MINUTES = 0
+SCHEDULER_MAX_EVENT_AGE_SECONDS = 900
+# The Glue job's timeout ends this long before the publisher may start, at the latest.
+GLUE_TIMEOUT_MARGIN_MINUTES = 5
+# The shortest Glue timeout a configuration may leave (a diff of a small day).
+MIN_GLUE_TIMEOUT_MINUTES = 10
+
+
+def _prefix_template_problems(before_prefix: str, after_prefix: str) -> list[str]:
+    """Date placeholders in the snapshot prefixes (`exports/{yesterday}/`), checked at synth
+    with the function the Glue job resolves them with at run time (diffcore.locations)."""
+    problems, templates = [], []
+    for key, value in (("before_prefix", before_prefix), ("after_prefix", after_prefix)):
+        try:
+            templates.append(locations.parse(value, key))
+        except DiffError as exc:
+            problems.append(exc.message)
+    if not problems:
+        try:
+            locations.check_pair(*templates, options=("before_prefix", "after_prefix"))
+        except DiffError as exc:
+            problems.append(exc.message)
+    return problems
 
 
 @dataclass(frozen=True)
@@ -181,11 +215,28 @@ class PipelineConfig:
         return _minutes(self.publisher_time)
 
     @property
+    def min_schedule_gap(self) -> int:
+        """Minutes of real time from the diff job's start to the publisher's, on the day it is
+        shortest (a spring-forward day shortens it in zones that switch in between)."""
+        return _min_gap(self.glue_time, self.publisher_time, self.timezone)
+
+    @property
+    def scheduler_delay_minutes(self) -> int:
+        """How late Scheduler may start the diff job: flexible window + retry window."""
+        return SCHEDULER_FLEXIBLE_WINDOW_MINUTES + -(-SCHEDULER_MAX_EVENT_AGE_SECONDS // 60)
+
+    @property
+    def max_glue_timeout(self) -> int:
+        """The longest timeout that still ends a latest-started run before the publisher."""
+        return self.min_schedule_gap - self.scheduler_delay_minutes
+
+    @property
     def effective_glue_timeout(self) -> int:
-        """Minutes: the job is stopped (TIMEOUT, alarm) before the publisher starts."""
+        """Minutes: the job is stopped (TIMEOUT, alarm) before the publisher starts, even when
+        Scheduler started it as late as it may, on the shortest day."""
         if self.glue_timeout_minutes:
             return self.glue_timeout_minutes
-        return self.publisher_minutes - self.glue_minutes - 5
+        return self.max_glue_timeout - GLUE_TIMEOUT_MARGIN_MINUTES
 
     def cron(self, hhmm: str) -> str:
         """EventBridge Scheduler cron expression for a daily run at HH:MM (in `timezone`)."""
@@ -220,6 +271,12 @@ class PipelineConfig:
             repository=match["repo"],
             tag_or_digest=match["tag"] or match["digest"] or "latest",
         )
+
+    def read_prefix(self, role: str) -> str:
+        """The fixed start of `<role>_prefix` (before its first date placeholder): the Glue role
+        reads `<read_prefix>*`, since a template such as `exports/{yesterday}/` names a new
+        folder every day."""
+        return locations.parse(getattr(self, f"{role}_prefix"), f"{role}_prefix").static_prefix
 
     def bucket_name(self, role: str) -> str:
         """The literal name configured for a bucket role, or "" (then the stack uses the default
@@ -299,6 +356,7 @@ class PipelineConfig:
                     f"{key}={value!r}: a key prefix such as 'exports/daily/' (no leading "
                     "'/', no '*')"
                 )
+        err.extend(_prefix_template_problems(self.before_prefix, self.after_prefix))
         if not self.key_fields:
             err.append("key_fields: at least one key field is required")
         for name in self.key_fields + self.ignore_fields:
@@ -311,31 +369,29 @@ class PipelineConfig:
             err.append(f"bad_records={self.bad_records!r}: one of {', '.join(BAD_RECORDS_MODES)}")
         if self.allow_empty not in ALLOW_EMPTY_MODES:
             err.append(f"allow_empty={self.allow_empty!r}: one of {', '.join(ALLOW_EMPTY_MODES)}")
+        zone_ok = True
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
+            zone_ok = False
             err.append(
                 f"timezone={self.timezone!r}: an IANA time zone such as 'UTC' or "
                 "'America/Sao_Paulo'"
             )
-        times_ok = True
+        times_ok = zone_ok
         for key in ("glue_time", "publisher_time"):
             if not _TIME_RE.match(getattr(self, key)):
                 err.append(f"{key}={getattr(self, key)!r}: a time of day HH:MM (24 h)")
                 times_ok = False
         if times_ok:
-            gap = self.publisher_minutes - self.glue_minutes
-            if gap < 15:
-                err.append(
-                    f"glue_time={self.glue_time} must precede publisher_time="
-                    f"{self.publisher_time} on the same day by at least 15 minutes, so "
-                    "the diff is complete before the publisher starts"
-                )
-            elif not 1 <= self.effective_glue_timeout <= gap:
-                err.append(
-                    f"glue_timeout_minutes={self.glue_timeout_minutes}: between 1 and "
-                    f"{gap} (the gap between glue_time and publisher_time)"
-                )
+            dst_errors = [
+                _dst_error(key, getattr(self, key), self.timezone)
+                for key in ("glue_time", "publisher_time")
+            ]
+            err.extend(e for e in dst_errors if e)
+            times_ok = not any(dst_errors)
+        if times_ok:
+            err.extend(self._schedule_gap_errors())
         if not 0 <= self.schedule_retry_attempts <= 185:
             err.append("schedule_retry_attempts: 0..185")
         if not _JOB_NAME_RE.match(self.job_name):
@@ -430,6 +486,38 @@ class PipelineConfig:
         if err:
             raise ConfigError("invalid CDK context:\n  - " + "\n  - ".join(err))
 
+    def _schedule_gap_errors(self) -> list[str]:
+        """The diff job, started as late as Scheduler may, must be able to finish (or time out)
+        before the publisher starts, on every day (real minutes, DST days included)."""
+        if self.publisher_minutes <= self.glue_minutes:
+            return [
+                f"glue_time={self.glue_time} must precede publisher_time={self.publisher_time} "
+                "on the same day"
+            ]
+        shortest = self.min_schedule_gap
+        needed = (
+            self.scheduler_delay_minutes + GLUE_TIMEOUT_MARGIN_MINUTES + MIN_GLUE_TIMEOUT_MINUTES
+        )
+        if shortest < needed:
+            return [
+                f"glue_time={self.glue_time} must precede publisher_time={self.publisher_time} "
+                f"by at least {needed} minutes of real time in {self.timezone} (Scheduler may "
+                f"start the job {self.scheduler_delay_minutes} min late, then a "
+                f"{MIN_GLUE_TIMEOUT_MINUTES}-min job and a {GLUE_TIMEOUT_MARGIN_MINUTES}-min "
+                f"margin); it is {shortest} min on the shortest day"
+            ]
+        if self.glue_timeout_minutes and not (
+            1 <= self.glue_timeout_minutes <= self.max_glue_timeout
+        ):
+            return [
+                f"glue_timeout_minutes={self.glue_timeout_minutes}: between 1 and "
+                f"{self.max_glue_timeout} (the shortest real gap from glue_time to "
+                f"publisher_time, {shortest} min, minus Scheduler's "
+                f"{self.scheduler_delay_minutes}-min delay), so the job ends before the "
+                "publisher starts"
+            ]
+        return []
+
 
 # The context keys, in the dataclass' order (the README's table follows it).
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfig))
@@ -438,6 +526,39 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfi
 def _minutes(hhmm: str) -> int:
     hours, minutes = hhmm.split(":")
     return int(hours) * 60 + int(minutes)
+
+
+@functools.lru_cache(maxsize=64)
+def _min_gap(start: str, end: str, zone: str) -> int:
+    return min_elapsed_minutes(start, end, zone, SCHEDULE_CHECK_YEARS)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _dst_error(key: str, hhmm: str, zone: str) -> str:
+    """ "" when `hhmm` happens exactly once a day in `zone` over SCHEDULE_CHECK_YEARS, else an
+    error naming the zone, the time, an example date and a time that would be safe."""
+    problems = dst_problems(hhmm, zone, SCHEDULE_CHECK_YEARS)
+    if not problems:
+        return ""
+    years = f"{SCHEDULE_CHECK_YEARS[0]}-{SCHEDULE_CHECK_YEARS[-1]}"
+    skipped = sum(p.kind == SKIPPED for p in problems)
+    doubled = len(problems) - skipped
+    return (
+        f"{key}={hhmm} in timezone={zone}: {problems[0].describe(hhmm, zone)}; in {years} "
+        f"EventBridge Scheduler would skip the run on {skipped} day(s) and start it twice on "
+        f"{doubled} day(s). Pick a time that exists once every day (e.g. "
+        f"{_safe_time_near(hhmm, zone)}) or timezone=UTC"
+    )
+
+
+def _safe_time_near(hhmm: str, zone: str) -> str:
+    """The first whole or half hour after `hhmm` (same day) that happens once every day."""
+    start = _minutes(hhmm)
+    for candidate in range(start - start % 30 + 30, 24 * 60, 30):
+        text = f"{candidate // 60:02d}:{candidate % 60:02d}"
+        if not dst_problems(text, zone, SCHEDULE_CHECK_YEARS):
+            return text
+    return "a time in UTC"
 
 
 def _is_cdk_key(key: str) -> bool:

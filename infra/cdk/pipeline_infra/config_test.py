@@ -22,7 +22,8 @@ def test_defaults_need_no_context() -> None:
     assert (config.glue_time, config.publisher_time) == ("00:30", "02:00")
     assert config.cron(config.publisher_time) == "cron(0 2 * * ? *)"
     assert config.cron(config.glue_time) == "cron(30 0 * * ? *)"
-    assert config.effective_glue_timeout == 85  # 90 minutes of gap minus 5
+    # 90 minutes of gap minus Scheduler's 15-minute retry window minus a 5-minute margin
+    assert config.effective_glue_timeout == 70
     assert config.job_name == "diffs-pipeline-diff"
     assert config.creates_vpc and config.public_ip
     assert config.kafka_ports == (9092, 9094, 9096)
@@ -75,9 +76,9 @@ def test_cdk_own_context_keys_are_ignored() -> None:
     [
         ({"kafka_topicz": "x"}, "unknown context key(s): kafka_topicz"),
         ({"glue_time": "02:30"}, "must precede publisher_time"),
-        ({"glue_time": "01:50"}, "by at least 15 minutes"),
+        ({"glue_time": "01:50"}, "by at least 30 minutes of real time"),
         ({"glue_time": "24:00"}, "glue_time='24:00': a time of day HH:MM"),
-        ({"glue_timeout_minutes": 120}, "glue_timeout_minutes=120: between 1 and 90"),
+        ({"glue_timeout_minutes": 120}, "glue_timeout_minutes=120: between 1 and 75"),
         ({"timezone": "Mars/Olympus"}, "an IANA time zone"),
         ({"before_bucket_name": "bucket_ontem"}, "is not a valid S3 bucket name"),
         ({"import_after_bucket": True}, "import_after_bucket=true needs after_bucket_name"),

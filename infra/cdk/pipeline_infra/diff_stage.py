@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, CfnResource, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -37,7 +37,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from pipeline_infra.config import ConfigError, PipelineConfig
+from pipeline_infra.config import SCHEDULER_MAX_EVENT_AGE_SECONDS, ConfigError, PipelineConfig
 from pipeline_infra.storage import GLUE_TEMP_PREFIX, Storage
 
 GLUE_START_JOB_RUN_TARGET = "arn:aws:scheduler:::aws-sdk:glue:startJobRun"
@@ -97,6 +97,14 @@ def stage_wheel_as_zip(wheel: Path, out_dir: Path) -> Path:
     return target
 
 
+def role_policy(role: iam.Role) -> CfnResource:
+    """The CloudFormation resource of a role's default (inline) policy, for an explicit
+    DependsOn: a GetAtt on the role orders only the role, not the policy CDK attaches to it."""
+    policy = role.node.find_child("DefaultPolicy").node.default_child
+    assert isinstance(policy, CfnResource), policy
+    return policy
+
+
 def staging_dir() -> Path:
     return Path(tempfile.gettempdir()) / "diffs-pipeline-cdk-staging"
 
@@ -147,8 +155,9 @@ class DiffStage(Construct):
             "folders and the Glue temp prefix",
         )
         for sid, bucket, prefix in (
-            ("ReadBefore", storage.before_bucket, config.before_prefix),
-            ("ReadAfter", storage.after_bucket, config.after_prefix),
+            # a date-templated prefix (exports/{yesterday}/) is read up to its first placeholder
+            ("ReadBefore", storage.before_bucket, config.read_prefix("before")),
+            ("ReadAfter", storage.after_bucket, config.read_prefix("after")),
         ):
             self._allow(f"{sid}Objects", ["s3:GetObject"], [bucket.arn_for_objects(f"{prefix}*")])
             self._allow(f"{sid}List", ["s3:ListBucket"], [bucket.bucket_arn])
@@ -266,7 +275,9 @@ class DiffStage(Construct):
             number_of_workers=config.glue_number_of_workers,
             security_configuration=self.security_configuration.ref,
         )
-        self.job.node.add_dependency(self.role)
+        # The role itself is already a dependency (GetAtt Arn); its inline policy is not, and the
+        # job must not start a run before its permissions exist (cfn-lint W3005 on the role).
+        self.job.add_dependency(role_policy(self.role))
         self.job_arn = stack.format_arn(
             service="glue", resource="job", resource_name=config.job_name
         )
@@ -298,7 +309,7 @@ class DiffStage(Construct):
                 ),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
                     maximum_retry_attempts=config.schedule_retry_attempts,
-                    maximum_event_age_in_seconds=900,
+                    maximum_event_age_in_seconds=SCHEDULER_MAX_EVENT_AGE_SECONDS,
                 ),
                 dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
                     arn=scheduler_dlq.queue_arn

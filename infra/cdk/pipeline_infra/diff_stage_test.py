@@ -34,7 +34,7 @@ def test_glue_5_python_job_with_bookmarks_off_and_continuous_logs(synth: Synth) 
     assert job["Command"]["Name"] == "glueetl"
     assert job["Command"]["PythonVersion"] == "3"
     assert job["Name"] == "diffs-pipeline-diff"
-    assert job["Timeout"] == 85  # stopped before the publisher's 02:00 start
+    assert job["Timeout"] == 70  # 90 min to 02:00, minus Scheduler's 15 late, minus 5
     assert job["MaxRetries"] == 0
     assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}
     args = job["DefaultArguments"]
@@ -81,7 +81,7 @@ def test_a_built_wheel_is_used_when_present() -> None:
     assert args["--bad_records"] == "quarantine"
     assert args["--allow_empty"] == "before"
     assert args["--timezone"] == "America/Sao_Paulo"
-    assert _job(variant)["Timeout"] == 70  # 00:45 -> 02:00 minus 5 minutes
+    assert _job(variant)["Timeout"] == 55  # 00:45 -> 02:00 minus 15 minus 5 minutes
 
 
 def test_security_configuration_encrypts_logs_and_bookmarks(synth: Synth) -> None:

@@ -36,8 +36,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from diffcore.layout import PUBLISHED_PREFIX
-from pipeline_infra.config import ConfigError, PipelineConfig
-from pipeline_infra.diff_stage import staging_dir
+from pipeline_infra.config import SCHEDULER_MAX_EVENT_AGE_SECONDS, ConfigError, PipelineConfig
+from pipeline_infra.diff_stage import role_policy, staging_dir
 from pipeline_infra.storage import FLOW_LOG_PREFIX, Storage
 
 CONTAINER_NAME = "publisher"
@@ -235,14 +235,15 @@ class PublishStage(Construct):
                 ),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
                     maximum_retry_attempts=config.schedule_retry_attempts,
-                    maximum_event_age_in_seconds=900,
+                    maximum_event_age_in_seconds=SCHEDULER_MAX_EVENT_AGE_SECONDS,
                 ),
                 dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
                     arn=scheduler_dlq.queue_arn
                 ),
             ),
         )
-        self.schedule.node.add_dependency(scheduler_role)
+        # The role is ordered by its GetAtt already; its policy (RunTask, PassRole) is not.
+        self.schedule.add_dependency(role_policy(scheduler_role))
 
     @property
     def task_definition_arn_prefix(self) -> str:
