@@ -120,7 +120,7 @@ def acknowledgments(stack: cdk.Stack) -> list[Ack]:
         ("before", storage.before_bucket, "BeforeBucket"),
         ("after", storage.after_bucket, "AfterBucket"),
     ):
-        prefix = getattr(config, f"{role}_prefix")
+        prefix = config.read_prefix(role)  # a date template is read up to its placeholder
         if getattr(config, f"import_{role}_bucket"):
             arn = _render(bucket.bucket_arn)
         else:

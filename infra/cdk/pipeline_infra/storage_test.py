@@ -125,6 +125,6 @@ def test_imported_input_buckets_are_referenced_not_created() -> None:
     assert not {"acme-exports-ontem", "acme-exports-hoje"} & names
     assert len(names) == 3  # diffs, logs, glue temp
     job = synth.one("AWS::Glue::Job")[1]["Properties"]["DefaultArguments"]
-    assert job["--before"] == "s3://acme-exports-ontem/exports/"
-    assert job["--after"] == "s3://acme-exports-hoje/exports/"
+    assert job["--before"] == "s3://acme-exports-ontem/exports/{yesterday}/"
+    assert job["--after"] == "s3://acme-exports-hoje/exports/{run_date}/"
     assert job["--diffs"] == "s3://acme-diffs"

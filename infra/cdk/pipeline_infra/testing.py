@@ -164,10 +164,10 @@ def synth(context: dict[str, Any] | None = None, env: dict[str, str] | None = No
 IMPORTS_CONTEXT: dict[str, Any] = {
     "before_bucket_name": "acme-exports-ontem",
     "import_before_bucket": True,
-    "before_prefix": "exports/",
+    "before_prefix": "exports/{yesterday}/",  # date templates (diffcore.locations)
     "after_bucket_name": "acme-exports-hoje",
     "import_after_bucket": "true",  # strings, as `-c key=value` gives them
-    "after_prefix": "exports/",
+    "after_prefix": "exports/{run_date}/",
     "diffs_bucket_name": "acme-diffs",
     "key_fields": "tenant,customer.id",
     "ignore_fields": ["updated_at", "etl.loaded_at"],
