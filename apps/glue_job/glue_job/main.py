@@ -3,7 +3,7 @@
     --before LOC --after LOC --diffs ROOT --key id[,tenant] [--ignore a,b.c]
     [--bad_records fail|quarantine] [--allow_empty none|before|after|both]
     [--run_date YYYY-MM-DD | ISO timestamp] [--timezone Area/City] [--TempDir LOC]
-    [--gzip true|false] [--max_records_per_file N]
+    [--gzip true|false] [--max_records_per_file N] [--ready_event_bus default|NAME|ARN]
 
 LOC may hold date placeholders resolved from the run date (`diffcore.locations`):
 `--before s3://exports/{yesterday}/ --after s3://exports/{run_date}/`.
@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from diffcore import layout
+from diffcore import layout, ready
 from diffcore.errors import DiffError, ErrorClass
 from diffcore.locations import resolve_pair
 from diffcore.spec import OutputOptions, RunSpec, parse_allow_empty, parse_paths
@@ -55,6 +55,8 @@ OPTIONAL = (
     "gzip",
     "max_records_per_file",
     "max_bytes_per_file",
+    "ready_event_bus",
+    "JOB_NAME",
 )
 DEFAULTS: dict[str, str] = {
     "ignore": "",
@@ -240,6 +242,38 @@ def _on_glue() -> bool:
 
 
 # ------------------------------------------------------------------------------------------
+# Chaining: "diffs ready" for the publish stage
+
+
+def announce_ready(args: dict[str, str], run_date: str, folder: str, changes: int) -> bool:
+    """Put the "diffs ready" event (diffcore.ready) on `--ready_event_bus`, if given, so the
+    publisher starts for `run_date` now instead of at its next schedule. The day is complete
+    whatever happens here: a failure is a warning (the 02:00 schedule is the floor, and its "not
+    ready" alarm has fired for a day the diff finished late), never a failed run."""
+    bus = (args.get("ready_event_bus") or "").strip()
+    if not bus:
+        return False
+    job_name = (args.get("JOB_NAME") or "").strip()
+    if not job_name:
+        emit("ready_event_failed", logging.WARNING, bus=bus, message="no --JOB_NAME to name")
+        return False
+    entry = ready.put_events_entry(bus, job_name, run_date, folder, changes)
+    try:
+        import boto3
+
+        response = boto3.client("events").put_events(Entries=[entry])
+    except Exception as exc:  # noqa: BLE001 - any failure to send is the same warning
+        emit("ready_event_failed", logging.WARNING, bus=bus, message=f"{type(exc).__name__}: {exc}")
+        return False
+    result = (response.get("Entries") or [{}])[0]
+    if response.get("FailedEntryCount") or "EventId" not in result:
+        emit("ready_event_failed", logging.WARNING, bus=bus, message=str(result))
+        return False
+    emit("ready_event_sent", bus=bus, run_date=run_date, event_id=result["EventId"])
+    return True
+
+
+# ------------------------------------------------------------------------------------------
 # Main
 
 
@@ -296,6 +330,7 @@ def run(argv: Sequence[str], now: datetime | None = None, spark: Any = None) -> 
         seconds=round(time.monotonic() - started, 3),
         engine_stats=engine.last_stats,
     )
+    announce_ready(args, m.run_date, result.folder, m.counts.changes)
     return 0
 
 

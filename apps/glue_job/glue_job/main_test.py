@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from diffcore import layout, s3events
+from diffcore import layout, ready, s3events
 from diffcore.manifest import Manifest
 from glue_job import main as job
 from tests.support.services import FAKE_AWS, aws_env, moto_server
@@ -522,3 +522,31 @@ def test_date_templated_locations_on_s3(s3, spark, capsys) -> None:
     assert m.after.location == f"s3://{DATA}/exports/2026-11-25/"
     assert [f.path for f in m.after.files] == [f"s3://{DATA}/exports/2026-11-25/part-0.jsonl"]
     _notified_keys(s3)
+
+
+def test_announce_ready_puts_the_event_the_chain_rule_matches(endpoint, capsys) -> None:
+    """The "diffs ready" event reaches a rule with the chain's pattern (moto's EventBridge);
+    without --ready_event_bus nothing is sent; a failed send is a warning, not a failed run."""
+    events = boto3.client("events", endpoint_url=endpoint, **FAKE_AWS)
+    sqs = boto3.client("sqs", endpoint_url=endpoint, **FAKE_AWS)
+    url = sqs.create_queue(QueueName="ready-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(Name="ready", EventPattern=json.dumps(ready.rule_pattern("diffs-job")))
+    events.put_targets(Rule="ready", Targets=[{"Id": "q", "Arn": arn}])
+    args = {"ready_event_bus": "default", "JOB_NAME": "diffs-job"}
+    job.setup_logging()  # JSON lines on this test's stdout
+
+    assert job.announce_ready({}, "2026-11-25", "s3://d/2026-11-25", 3) is False
+    assert job.announce_ready(args, "2026-11-25", "s3://d/2026-11-25", 3) is True
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(m["Body"])["detail"]["run_date"] for m in got] == ["2026-11-25"]
+    assert '"ready_event_sent"' in capsys.readouterr().out
+
+    missing = {**args, "ready_event_bus": "no-such-bus"}
+    assert job.announce_ready(missing, "2026-11-25", "s3://d/2026-11-25", 3) is False
+    assert job.announce_ready({"ready_event_bus": "default"}, "2026-11-25", "s3://d/", 3) is False
+    warnings = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [w["event"] for w in warnings] == ["ready_event_failed"] * 2
+    assert all(w["level"] == "WARNING" for w in warnings)
