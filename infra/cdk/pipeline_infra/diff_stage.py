@@ -277,7 +277,7 @@ class DiffStage(Construct):
         )
         # The role itself is already a dependency (GetAtt Arn); its inline policy is not, and the
         # job must not start a run before its permissions exist (cfn-lint W3005 on the role).
-        self.job.add_dependency(role_policy(self.role))
+        self.job.node.add_dependency(role_policy(self.role))
         self.job_arn = stack.format_arn(
             service="glue", resource="job", resource_name=config.job_name
         )

@@ -243,7 +243,7 @@ class PublishStage(Construct):
             ),
         )
         # The role is ordered by its GetAtt already; its policy (RunTask, PassRole) is not.
-        self.schedule.add_dependency(role_policy(scheduler_role))
+        self.schedule.node.add_dependency(role_policy(scheduler_role))
 
     @property
     def task_definition_arn_prefix(self) -> str:

@@ -4,8 +4,10 @@ the outputs the runbook uses exist, the stack is environment-agnostic."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from aws_cdk import aws_s3 as s3
 
 from pipeline_infra.nag import acknowledgments
 from pipeline_infra.stack import build_app
@@ -17,11 +19,35 @@ def synth() -> Synth:
     return default_synth()
 
 
-def test_cdk_nag_passes(synth: Synth) -> None:
-    report = synth.outdir / "validation-report.json"
-    if report.exists():  # written even on success; then it lists no failing plugin
-        data = json.loads(report.read_text())
-        assert all(p.get("conclusion") != "failure" for p in data["pluginReports"]), data
+def _nag_findings(outdir: Path) -> set[tuple[str, str]]:
+    """(construct path, rule) of every violation, whatever its severity, in cdk-nag's report."""
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return {
+        (c["constructPath"], v["ruleName"])
+        for plugin in report["pluginReports"]
+        for v in plugin["violations"]
+        for c in v["violatingConstructs"]
+    }
+
+
+def test_cdk_nag_checks_the_stack_and_finds_only_a_planted_violation(tmp_path: Path) -> None:
+    """build_app's cdk-nag runs over the real stack: a bucket planted in it without access logs
+    or a TLS-only policy is reported (so the checks ran), and it is the only finding: the stack
+    itself has no unacknowledged error or warning."""
+    app, stack = build_app(fixture_paths(), outdir=str(tmp_path))
+    s3.Bucket(stack, "NagCanary")
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    canary = f"{stack.stack_name}/NagCanary/Resource"
+    assert _nag_findings(tmp_path) == {
+        (canary, "AwsSolutions-S1"),  # server access logs disabled
+        (canary, "AwsSolutions-S10"),  # no TLS-only bucket policy
+    }
+
+
+def test_the_real_stack_synthesizes_with_an_empty_nag_report(synth: Synth) -> None:
+    # The report is written on success too; the canary test above shows findings do land in it.
+    assert _nag_findings(synth.outdir) == set()
 
 
 def test_acknowledgments_match_the_findings_exactly(synth: Synth, tmp_path) -> None:
