@@ -22,6 +22,7 @@ from constructs import Construct
 from pipeline_infra import nag
 from pipeline_infra.alarms import Alarms
 from pipeline_infra.announce_stage import AnnounceStage
+from pipeline_infra.chain_stage import ChainStage
 from pipeline_infra.config import PipelineConfig
 from pipeline_infra.diff_stage import DiffStage
 from pipeline_infra.publish_stage import CONTAINER_NAME, PublishStage
@@ -140,6 +141,15 @@ class DiffsPipelineStack(Stack):
             key=self.key,
             scheduler_role=self.scheduler_role,
             scheduler_dlq=self.scheduler_dlq,
+        )
+        # The second publish trigger: the diff job's "diffs ready" event (chain_stage.py).
+        self.chain = ChainStage(
+            self,
+            "Chain",
+            config=config,
+            diff=self.diff,
+            publish=self.publish,
+            dead_letter_queue=self.scheduler_dlq,
         )
         self.alarms = Alarms(
             self,

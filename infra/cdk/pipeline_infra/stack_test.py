@@ -105,7 +105,7 @@ def test_resource_inventory(synth: Synth) -> None:
     assert counts["AWS::S3::Bucket"] == 5
     assert counts["AWS::SQS::Queue"] == 3
     assert counts["AWS::Scheduler::Schedule"] == 2
-    assert counts["AWS::Events::Rule"] == 4
+    assert counts["AWS::Events::Rule"] == 5  # 4 alarm rules + the chained publish (chain_stage)
     assert counts["AWS::CloudWatch::Alarm"] == 2
     assert counts["AWS::Glue::Job"] == 1
     assert counts["AWS::ECS::TaskDefinition"] == 1
