@@ -9,6 +9,7 @@
         pub = p.publish("2026-11-25")                  # kafka_publisher.main.main
         msgs = p.consume()
         problems = check_day(p, diff, ann, pub, msgs)  # [] when every stage agrees
+        chained = p.chained_publishes()                # the publisher runs the diff job started
 
 Names and settings come from `PipelineConfig` (defaults + infra/cdk/cdk.json's context) and the
 announce wiring from `pipeline_infra.announce_spec`, the module the CDK app builds it from.
@@ -19,6 +20,15 @@ The diff stage: `--engine spark` runs the Glue job's entry point (`glue_job.main
 Spark); `--engine polars` builds the same `RunSpec` from the same job arguments
 (`glue_job.main.resolve_args` / `build_spec`) and runs diffcore's Polars engine: the same stage
 with the fast engine, the same layout.
+
+The chained publish (infra/cdk/pipeline_infra/chain_stage.py): the diff stage runs with
+`--ready_event_bus default --JOB_NAME <job>` as the CDK app configures it, so a complete run puts
+the "Diffs Ready" event (`diffcore.ready`, sent by the job's own `announce_ready`) on moto's
+EventBridge. `provision` creates the chain rule there with the CDK's pattern and input
+transformer; its target is an SQS queue standing in for ECS RunTask (moto runs no tasks), so
+the queue receives exactly the task overrides ECS would. `chained_publishes` plays ECS: for
+each, it starts the publisher with the overrides' `RUN_DATE` in its environment (no other
+argument, as the task gets it).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffcore import layout, s3events, store
+from diffcore import layout, ready, s3events, store
 from diffcore.events import kafka_key, parse_event
 from diffcore.manifest import Manifest
 from pipeline_infra import announce_spec
@@ -45,6 +55,9 @@ LOCAL_ACCOUNT = "123456789012"  # made up (moto's default account)
 LOCAL_REGION = FAKE_AWS["region_name"]
 GLUE_TEMP_PREFIX = "glue-temp"  # as infra/cdk/pipeline_infra/storage.py's --TempDir
 TOPIC_PARTITIONS = 3
+# The publisher's container in the task definition (pipeline_infra.publish_stage.CONTAINER_NAME;
+# chain_stage_test checks they agree): the chain's overrides name it.
+PUBLISHER_CONTAINER = "publisher"
 ENGINES = ("spark", "polars")
 
 
@@ -180,6 +193,8 @@ class LocalPipeline:
         self.queue_url = ""
         self.queue_arn = ""
         self.provision_test_events = 0
+        self.events = boto3.client("events", endpoint_url=endpoint_url, **FAKE_AWS)
+        self.trigger_queue_url = ""
 
     # -- provisioning ----------------------------------------------------------------------
     def provision(self) -> None:
@@ -224,9 +239,38 @@ class LocalPipeline:
             Bucket=n.diffs_bucket,
             NotificationConfiguration=announce_spec.notification_configuration(self.queue_arn),
         )
+        self._provision_chain()
         create_topics(self.bootstrap, {n.topic: self.partitions})
         # The s3:TestEvent S3 sends when the configuration is set.
         self.provision_test_events = self.announced(settle=0.5).test_events
+
+    def _provision_chain(self) -> None:
+        """The chained-publish rule on the default bus, as chain_stage.py defines it (pattern and
+        input transformer from `diffcore.ready`); its target, an SQS queue, stands in for ECS."""
+        name = f"{self.config.name_prefix}-publisher-runs"
+        self.trigger_queue_url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        trigger_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.trigger_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        rule = f"{self.config.name_prefix}-chained-publish"
+        self.events.put_rule(
+            Name=rule,
+            EventPattern=json.dumps(ready.rule_pattern(self.config.job_name)),
+            State="ENABLED",
+        )
+        self.events.put_targets(
+            Rule=rule,
+            Targets=[
+                {
+                    "Id": "Publisher",
+                    "Arn": trigger_arn,
+                    "InputTransformer": {
+                        "InputPathsMap": ready.INPUT_PATHS,
+                        "InputTemplate": ready.ecs_overrides_template(PUBLISHER_CONTAINER),
+                    },
+                }
+            ],
+        )
 
     # -- snapshots -------------------------------------------------------------------------
     def _clear(self, bucket: str, prefix: str) -> None:
@@ -279,6 +323,8 @@ class LocalPipeline:
             "--timezone": c.timezone,
             "--TempDir": f"s3://{n.temp_bucket}/{GLUE_TEMP_PREFIX}/",
             "--job-bookmark-option": "job-bookmark-disable",
+            "--ready_event_bus": ready.DEFAULT_BUS,  # chain_stage.py's default argument
+            "--JOB_NAME": c.job_name,  # Glue passes it to every run
             "--run_date": run_date,
             **(extra or {}),
         }
@@ -314,9 +360,16 @@ class LocalPipeline:
             from diffcore.errors import DiffError
 
             try:
-                spec, _temp = job.build_spec(job.resolve_args(argv))
-                PolarsEngine(progress=progress, parallel=False).run(spec)
+                args = job.resolve_args(argv)
+                spec, _temp = job.build_spec(args)
+                result = PolarsEngine(progress=progress, parallel=False).run(spec)
                 out.exit_code = 0
+                # what the Glue entry point does after a complete run: "diffs ready"
+                with contextlib.redirect_stdout(buffer):
+                    job.setup_logging()
+                    job.announce_ready(
+                        args, spec.run_date, result.folder, result.manifest.counts.changes
+                    )
             except DiffError as exc:
                 out.exit_code, out.error_class, out.message = (
                     exc.exit_code,
@@ -397,14 +450,16 @@ class LocalPipeline:
         run_date: str,
         bootstrap: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        argv: Sequence[str] | None = None,
     ) -> PublishOutcome:
-        """`kafka_publisher.main.main` in this process, configured by environment variables."""
+        """`kafka_publisher.main.main` in this process, configured by environment variables
+        (`argv` default: `--run-date run_date`)."""
         from kafka_publisher.main import main as publisher_main
 
         buffer = io.StringIO()
         env = {**self.publisher_env(run_date, bootstrap), **(extra_env or {})}
         with patched_environ(env), contextlib.redirect_stdout(buffer):
-            code = publisher_main(["--run-date", run_date])
+            code = publisher_main(["--run-date", run_date] if argv is None else list(argv))
         out = PublishOutcome(run_date=run_date, exit_code=code, log=buffer.getvalue())
         for line in out.log.splitlines():
             with contextlib.suppress(ValueError):
@@ -418,6 +473,31 @@ class LocalPipeline:
                     out.error = obj.get("msg", "")
                     out.summary = obj.get("summary") or {}
         return out
+
+    def chained_publishes(self, settle: float = 0.3) -> list[PublishOutcome]:
+        """Play ECS for the chain rule: every task start the rule asked for since the last call
+        (its SQS stand-in, drained), in order, runs the publisher with the overrides' RUN_DATE
+        as its only date input (environment, no argument), as the task would get it."""
+        runs: list[PublishOutcome] = []
+        empty_since: float | None = None
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=self.trigger_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not got:
+                now = time.monotonic()
+                empty_since = empty_since or now
+                if now - empty_since >= settle:
+                    return runs
+                time.sleep(0.05)
+                continue
+            empty_since = None
+            for message in got:
+                run_date = ready.run_date_from_overrides(message["Body"], PUBLISHER_CONTAINER)
+                self.sqs.delete_message(
+                    QueueUrl=self.trigger_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+                runs.append(self.publish(run_date, extra_env={"RUN_DATE": run_date}, argv=[]))
 
     # -- consume ---------------------------------------------------------------------------------
     def consume(self, expected: int | None = None, idle_timeout: float = 1.0) -> list[Any]:

@@ -7,16 +7,21 @@
    deploys, with its names and settings (`PipelineConfig` defaults + infra/cdk/cdk.json, and
    `pipeline_infra.announce_spec`): the before ("ontem"), after ("hoje"), diffs and Glue temp
    buckets, the queue and its DLQ, the queue policy, the diffs bucket's notification, the topic.
+   Also the chained publish's rule on moto's EventBridge (`diffcore.ready`, as
+   infra/cdk/pipeline_infra/chain_stage.py), with an SQS queue standing in for its ECS target.
 2. Day 1 (2026-11-25): the bundled samples (libs/diffcore/samples: yesterday, today) into the
-   input buckets; the diff stage (the Glue job's entry point on local Spark, or `--engine polars`:
+   input buckets; the 02:00 publisher first, as when the diff runs late: "not ready" (exit 10),
+   nothing published; the diff stage (the Glue job's entry point on local Spark, or `--engine polars`:
    the same stage with diffcore's Polars engine); the queue drained (test event skipped,
    duplicates dropped: one message per data file, each with its path and date); the publisher
-   (`kafka_publisher.main`, env pointing at moto and Tansu); the topic consumed and every event
-   compared with its line in the data files.
+   started by the chain (`kafka_publisher.main`, env pointing at moto and Tansu, `RUN_DATE` from
+   the diff job's "Diffs Ready" event through the rule's task overrides; exactly one start);
+   the topic consumed and every event compared with its line in the data files.
 3. Day 2 (2026-11-26): today's snapshot becomes yesterday's, a new today derived from it
    (seeded: more inserts, updates, deletes and a schema change); the same stages.
-4. Rerun of day 2: the diff stage again, the queue again, the publisher publishes nothing
-   (checkpoints match), the topic still holds every event_id once.
+4. Rerun of day 2: the 02:00 publisher finds day 2 complete and published (0 events); the diff
+   stage again, the queue again, the chained publisher publishes nothing (checkpoints match),
+   the topic still holds every event_id once.
 
 Exit 0 when every stage agrees; 1 with the stage named otherwise; 2 on a usage error.
 `--keep` leaves moto and Tansu running (endpoints printed) until Enter or Ctrl-C.
@@ -79,6 +84,7 @@ COLUMNS = (
     ("diff c/u/d", 12),
     ("unchanged", 9),
     ("files", 5),
+    ("02:00", 7),
     ("announced", 9),
     ("published", 9),
     ("consumed c/u/d", 14),
@@ -107,6 +113,7 @@ def print_report(rows: list[Row], header: list[str], out: Any = sys.stdout) -> N
                     c.get("diff", "-"),
                     c.get("unchanged", "-"),
                     c.get("files", "-"),
+                    c.get("floor", "-"),
                     c.get("announced", "-"),
                     c.get("published", "-"),
                     c.get("consumed", "-"),
@@ -117,9 +124,11 @@ def print_report(rows: list[Row], header: list[str], out: Any = sys.stdout) -> N
         )
     print(file=out)
     print(
-        "diff: counts from the manifest; files: data files in the manifest; announced: data files "
-        "announced on the queue (test event skipped, duplicates dropped); published: events the "
-        "publisher sent; consumed: the date's messages on the topic per op.",
+        "diff: counts from the manifest; files: data files in the manifest; 02:00: the scheduled "
+        "publisher run before the diff (exit 10 = not ready, else events sent); announced: data "
+        "files announced on the queue (test event skipped, duplicates dropped); published: events "
+        "the publisher started by the chain (the diff job's Diffs Ready event) sent; consumed: the "
+        "date's messages on the topic per op.",
         file=out,
     )
 
@@ -184,6 +193,21 @@ def run_pipeline(engine: str, keep: bool = False, out: Any = sys.stdout) -> int:
             row = Row(label, run_date, engine)
             rows.append(row)
             load()
+            # The 02:00 schedule fires before the diff has finished (a late diff): not ready on
+            # a new date; on the rerun, the date is complete and published already.
+            floor = p.publish(run_date)
+            row.cells["floor"] = (
+                f"exit {floor.exit_code}" if floor.exit_code else str(floor.published)
+            )
+            floor_ok = (floor.exit_code, floor.published) == ((0, 0) if rerun else (10, 0))
+            if not floor_ok:
+                row.problems.append(
+                    f"publish: the 02:00 run before the diff gave exit {floor.exit_code}, "
+                    f"{floor.published} events"
+                )
+                failed_stage = "publish"
+                print(floor.log[-4000:], file=sys.stderr)
+                break
             diff = p.run_diff(run_date, engine)
             row.problems += h.check_diff(diff)
             m = diff.manifest
@@ -205,7 +229,15 @@ def run_pipeline(engine: str, keep: bool = False, out: Any = sys.stdout) -> int:
                 row.problems += problems
                 failed_stage = "announce"
                 break
-            pub = p.publish(run_date)
+            chained = p.chained_publishes()  # the rule's task starts, played by the harness
+            if [c.run_date for c in chained] != [run_date]:
+                row.problems.append(
+                    f"publish: the chain started {[c.run_date for c in chained]}, "
+                    f"expected one run for {run_date}"
+                )
+                failed_stage = "publish"
+                break
+            pub = chained[0]
             row.cells["published"] = str(pub.published)
             problems = h.check_publish(diff, pub, rerun)
             if problems:

@@ -16,6 +16,7 @@ from collections import Counter
 
 import pytest
 
+from diffcore import ready
 from diffcore.events import parse_event
 from tests.e2e import data
 from tests.e2e import harness as h
@@ -286,3 +287,54 @@ def test_bad_input_on_day_two_announces_and_publishes_nothing(pipeline: h.LocalP
     assert h.messages_for(messages, D2) == []
     assert len(messages) == diff1.manifest.counts.changes
     assert h.check_consume(p, diff1, messages) == []
+
+
+def test_chained_publish_after_a_late_diff_publishes_the_day_once(
+    pipeline: h.LocalPipeline,
+) -> None:
+    """The 02:00 publisher runs before the diff: not ready (exit 10). The diff finishes, its
+    "Diffs Ready" event goes through EventBridge (moto) to the chain rule, whose task overrides
+    start the publisher for that date: the day is published. The next scheduled run and a
+    duplicate delivery publish nothing; the topic holds every event once. A backfill of an older
+    date is published for that date, not for today."""
+    p = pipeline
+    base, today, _ = snapshots()
+    p.load_snapshot("before", data.as_files(base))
+    p.load_snapshot("after", data.as_files(today))
+
+    floor = p.publish(D1)  # 02:00: the diff has not finished
+    assert floor.exit_code == 10 and "not ready" in floor.log and floor.published == 0
+    assert p.chained_publishes() == []  # nothing announced a ready date yet
+
+    diff = p.run_diff(D1, extra={"--max_records_per_file": "15"})
+    assert h.check_diff(diff) == [] and len(diff.manifest.files) > 1
+    assert h.check_announce(p, diff, p.announced()) == []
+    (chained,) = p.chained_publishes()  # exactly one start, for the date the job wrote
+    assert chained.run_date == D1 and chained.exit_code == 0, chained.log[-2000:]
+    assert h.check_publish(diff, chained, rerun=False) == []
+
+    again = p.publish(D1)  # the floor again (or the schedule's retry): already published
+    assert h.check_publish(diff, again, rerun=True) == []
+    # EventBridge delivers at least once: the same event again starts a run that publishes nothing
+    entry = ready.put_events_entry(
+        ready.DEFAULT_BUS, p.config.job_name, D1, "s3://x/", diff.manifest.counts.changes
+    )
+    assert p.events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    (redelivered,) = p.chained_publishes()
+    assert redelivered.exit_code == 0 and redelivered.published == 0
+
+    changes = diff.manifest.counts.changes
+    messages = p.consume(expected=changes)
+    ids = Counter(h.headers_of(m)["event_id"] for m in messages if m.value() is not None)
+    assert len(ids) == changes and set(ids.values()) == {1}  # every event once, none twice
+    assert h.check_consume(p, diff, messages) == []
+
+    # a backfill of an older date: the chained run publishes that date (RUN_DATE from the event)
+    backfill = p.run_diff("2026-11-20")
+    assert h.check_diff(backfill) == []
+    (chained_backfill,) = p.chained_publishes()
+    assert chained_backfill.run_date == "2026-11-20" and chained_backfill.exit_code == 0
+    assert chained_backfill.published == backfill.manifest.counts.changes
+    messages = p.consume(expected=2 * changes)
+    assert len(h.messages_for(messages, "2026-11-20")) == backfill.manifest.counts.changes
+    assert len(h.messages_for(messages, D1)) == changes
