@@ -55,9 +55,9 @@ LOCAL_ACCOUNT = "123456789012"  # made up (moto's default account)
 LOCAL_REGION = FAKE_AWS["region_name"]
 GLUE_TEMP_PREFIX = "glue-temp"  # as infra/cdk/pipeline_infra/storage.py's --TempDir
 TOPIC_PARTITIONS = 3
-# The publisher's container in the task definition (pipeline_infra.publish_stage.CONTAINER_NAME;
-# chain_stage_test checks they agree): the chain's overrides name it.
-PUBLISHER_CONTAINER = "publisher"
+# The publisher's container the chain's overrides name (= publish_stage.CONTAINER_NAME, checked
+# in chain_stage_test; importing publish_stage here would start jsii).
+PUBLISHER_CONTAINER = ready.PUBLISHER_CONTAINER
 ENGINES = ("spark", "polars")
 
 

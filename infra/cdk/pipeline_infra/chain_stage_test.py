@@ -67,6 +67,7 @@ def test_the_target_is_the_scheduled_task_with_the_events_run_date(synth: Synth)
     # ... and the container it names is the task definition's
     containers = synth.raw["Resources"][synth.logical_id(publish.task_definition)]["Properties"]
     assert [c["Name"] for c in containers["ContainerDefinitions"]] == [CONTAINER_NAME]
+    assert CONTAINER_NAME == ready.PUBLISHER_CONTAINER  # the name the local pipeline's ECS uses
 
 
 def test_the_rule_role_runs_only_that_task_and_passes_only_its_two_roles(synth: Synth) -> None:

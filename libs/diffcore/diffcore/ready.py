@@ -33,6 +33,9 @@ DETAIL_TYPE = "Diffs Ready"
 DEFAULT_BUS = "default"
 # The publisher's environment variable for the date to publish (kafka_publisher.config).
 RUN_DATE_ENV = "RUN_DATE"
+# The publisher's container in the task definition (the CDK app's publish_stage.CONTAINER_NAME,
+# which chain_stage_test checks against this), named by the overrides.
+PUBLISHER_CONTAINER = "publisher"
 # EventBridge input transformer: the event's run date into the ECS task overrides.
 INPUT_PATHS: dict[str, str] = {"run_date": "$.detail.run_date"}
 
