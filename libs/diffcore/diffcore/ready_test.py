@@ -37,7 +37,9 @@ def test_the_rule_routes_only_this_jobs_events_with_the_run_date_into_the_overri
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    events.put_rule(Name="chain", EventPattern=json.dumps(ready.rule_pattern("diffs-pipeline-diff")))
+    events.put_rule(
+        Name="chain", EventPattern=json.dumps(ready.rule_pattern("diffs-pipeline-diff"))
+    )
     events.put_targets(
         Rule="chain",
         Targets=[
