@@ -8,6 +8,7 @@ e-mail subscription when `alarm_email` is set).
 | the publisher could not start | EventBridge rule: same, `stopCode` TaskFailedToStart (image pull, secret, network: no exit code) |
 | the diffs of the day were not ready | EventBridge rule: same, exit code 10 (the publisher's "not ready": no manifest for D at start) |
 | a message is stuck in a dead-letter queue | CloudWatch alarm per DLQ: ApproximateNumberOfMessagesVisible > 0 |
+| nobody consumes diffs-events-queue | CloudWatch alarm: ApproximateAgeOfOldestMessage > half the queue's retention |
 
 Exit code 10 gets its own rule and message ("diffs not ready") rather than the generic failure:
 it means the diff for D never completed (the Glue alarm usually fired already) or finished after
@@ -53,6 +54,8 @@ class Alarms(Construct):
         cluster_arn: str,
         task_definition_arn_prefix: str,
         dead_letter_queues: Mapping[str, sqs.IQueue],
+        events_queue: sqs.IQueue | None = None,
+        events_queue_retention_seconds: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -65,16 +68,48 @@ class Alarms(Construct):
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
-        # CloudWatch alarms publish as cloudwatch.amazonaws.com once the topic has a policy.
+        # CloudWatch alarms publish as cloudwatch.amazonaws.com once the topic has a policy:
+        # only this account's alarms.
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsPublish",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:"
+                        f"{Aws.ACCOUNT_ID}:alarm:*"
+                    },
+                },
             )
         )
+        # EventBridge rules publish through this role, not as events.amazonaws.com: the topic
+        # policy and the key policy then need no statement for EventBridge (whose KMS calls can't
+        # be scoped by source), and the role may be assumed only for this account's rules.
+        self.events_role = iam.Role(
+            self,
+            "EventsPublishRole",
+            assumed_by=iam.ServicePrincipal(
+                "events.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:events:{Aws.REGION}:"
+                        f"{Aws.ACCOUNT_ID}:rule/*"
+                    },
+                },
+            ),
+            description="EventBridge alarm rules: publish to the alarm topic",
+        )
+        self.events_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PublishAlarms", actions=["sns:Publish"], resources=[self.topic.topic_arn]
+            )
+        )
+        # (The SnsTopic targets below grant it publishing and kms:Decrypt / GenerateDataKey* on
+        # the topic's key: topic.grant_publish.)
 
         path = events.EventField.from_path
         self.glue_failed_rule = self._rule(
@@ -160,11 +195,43 @@ class Alarms(Construct):
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
             self.dlq_alarms[name] = alarm
 
+        # Events nobody consumes expire silently at the queue's retention: alarm well before.
+        self.queue_age_alarm: cloudwatch.Alarm | None = None
+        if events_queue is not None:
+            threshold = queue_age_threshold_seconds(events_queue_retention_seconds)
+            self.queue_age_alarm = cloudwatch.Alarm(
+                self,
+                "EventsQueueAgeAlarm",
+                alarm_description=(
+                    f"The oldest message in {events_queue.queue_name} is older than "
+                    f"{threshold // 3600} h; messages expire after "
+                    f"{events_queue_retention_seconds // 3600} h unread (README: when an alarm fires)"
+                ),
+                metric=events_queue.metric_approximate_age_of_oldest_message(
+                    period=Duration.minutes(5), statistic="Maximum"
+                ),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            self.queue_age_alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+
     def _rule(
         self, construct_id: str, description: str, pattern: events.EventPattern, message: str
     ) -> events.Rule:
         rule = events.Rule(self, construct_id, description=description, event_pattern=pattern)
         rule.add_target(
-            targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(message))
+            targets.SnsTopic(
+                self.topic,
+                message=events.RuleTargetInput.from_text(message),
+                role=self.events_role,
+            )
         )
         return rule
+
+
+def queue_age_threshold_seconds(retention_seconds: int) -> int:
+    """Half the queue's retention: the alarm leaves as long again to act before anything
+    expires (4 days of retention: an alarm at 2 days)."""
+    return retention_seconds // 2

@@ -53,7 +53,10 @@ class ChainStage(Construct):
         )
 
         # ---- the sender: the Glue job announces each complete date -------------------------
+        # The job was built with its arguments already: override its copy, and keep the stage's
+        # `default_arguments` attribute telling the truth.
         diff.job.add_property_override("DefaultArguments.--ready_event_bus", ready.DEFAULT_BUS)
+        diff.default_arguments["--ready_event_bus"] = ready.DEFAULT_BUS
         diff.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="AnnounceDiffsReady",

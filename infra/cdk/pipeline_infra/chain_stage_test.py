@@ -107,6 +107,7 @@ def test_the_glue_job_announces_to_the_default_bus_and_may_put_only_that_event(
 ) -> None:
     job = synth.one("AWS::Glue::Job")[1]["Properties"]
     assert job["DefaultArguments"]["--ready_event_bus"] == "default"
+    assert synth.stack.diff.default_arguments["--ready_event_bus"] == "default"
     puts = [
         s
         for s in synth.statements(synth.stack.diff.role)

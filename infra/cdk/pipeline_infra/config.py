@@ -91,6 +91,9 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CIDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 _JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
+_KMS_KEY_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(?:[0-9a-f-]{36}|mrk-[0-9a-f]{32})$"
+)
 # ---- schedules (docs: infra/cdk/README.md, "Schedules") ------------------------------------
 # Years over which a schedule's local time is checked against the zone's DST rules (tzdata):
 # a fixed range, so a synth gives the same answer whatever day it runs on.
@@ -147,6 +150,11 @@ class PipelineConfig:
     import_after_bucket: bool = False
     after_prefix: str = ""
     # Output
+    # Customer-managed KMS keys the input objects are encrypted with (SSE-KMS), if any: the Glue
+    # role gets kms:Decrypt on them. Created input buckets are versioned; old versions expire.
+    before_kms_key_arn: str = ""
+    after_kms_key_arn: str = ""
+    input_noncurrent_expiration_days: int = 30
     diffs_bucket_name: str = ""
     diffs_expiration_days: int = 90
     diffs_noncurrent_expiration_days: int = 30
@@ -183,6 +191,7 @@ class PipelineConfig:
     kafka_broker_cidr: str = "0.0.0.0/0"
     kafka_secret_arn: str = ""
     # Publisher task
+    kafka_secret_kms_key_arn: str = ""  # the imported secret's customer-managed key, if any
     publisher_image_uri: str = ""
     publisher_dockerfile: str = "apps/kafka_publisher/Dockerfile"
     publisher_pex_path: str = "dist/apps.kafka_publisher/kafka_publisher.pex"
@@ -194,7 +203,7 @@ class PipelineConfig:
     vpc_id: str = ""
     subnet_ids: tuple[str, ...] = ()
     nat_gateways: int = 0
-    assign_public_ip: bool | None = None  # None: yes in a created VPC without NAT, else no
+    assign_public_ip: bool | None = None  # None ("auto"): no; a public IP only when asked
     # Observability
     alarm_email: str = ""
     log_retention_days: int = 30
@@ -256,9 +265,9 @@ class PipelineConfig:
 
     @property
     def public_ip(self) -> bool:
-        if self.assign_public_ip is not None:
-            return self.assign_public_ip
-        return self.creates_vpc and self.nat_gateways == 0
+        """Only when asked (`assign_public_ip=true`): the task otherwise runs in private subnets
+        and reaches AWS through VPC endpoints (created VPC) or your routing (imported VPC)."""
+        return bool(self.assign_public_ip)
 
     @property
     def ecr_image(self) -> EcrImage | None:
@@ -439,6 +448,18 @@ class PipelineConfig:
                 f"kafka_secret_arn={self.kafka_secret_arn!r}: the complete ARN of a "
                 "Secrets Manager secret"
             )
+        for key in ("before_kms_key_arn", "after_kms_key_arn", "kafka_secret_kms_key_arn"):
+            value = getattr(self, key)
+            if value and not _KMS_KEY_ARN_RE.match(value):
+                err.append(
+                    f"{key}={value!r}: the ARN of a KMS key "
+                    "(arn:aws:kms:<region>:<account>:key/<key id>), not an alias"
+                )
+        if self.kafka_secret_kms_key_arn and not self.kafka_secret_arn:
+            err.append(
+                "kafka_secret_kms_key_arn needs kafka_secret_arn (a secret the stack creates is "
+                "encrypted with the stack's own key)"
+            )
         if self.publisher_cpu not in FARGATE_SIZES:
             err.append(
                 f"publisher_cpu={self.publisher_cpu}: one of "
@@ -485,6 +506,7 @@ class PipelineConfig:
                 err.append(f"{key}: at least 1 day")
         if err:
             raise ConfigError("invalid CDK context:\n  - " + "\n  - ".join(err))
+            "input_noncurrent_expiration_days",
 
     def _schedule_gap_errors(self) -> list[str]:
         """The diff job, started as late as Scheduler may, must be able to finish (or time out)

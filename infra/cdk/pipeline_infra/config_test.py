@@ -25,7 +25,7 @@ def test_defaults_need_no_context() -> None:
     # 90 minutes of gap minus Scheduler's 15-minute retry window minus a 5-minute margin
     assert config.effective_glue_timeout == 70
     assert config.job_name == "diffs-pipeline-diff"
-    assert config.creates_vpc and config.public_ip
+    assert config.creates_vpc and not config.public_ip  # a public IP only when asked
     assert config.kafka_ports == (9092, 9094, 9096)
 
 

@@ -28,10 +28,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from aws_cdk import ArnFormat, CfnResource, Stack
+from aws_cdk import ArnFormat, CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
@@ -41,6 +42,12 @@ from pipeline_infra.config import SCHEDULER_MAX_EVENT_AGE_SECONDS, ConfigError, 
 from pipeline_infra.storage import GLUE_TEMP_PREFIX, Storage
 
 GLUE_START_JOB_RUN_TARGET = "arn:aws:scheduler:::aws-sdk:glue:startJobRun"
+# The job's log groups: <root>/<job name>/output (stdout, stderr) and .../error (system, Spark).
+GLUE_LOG_GROUP_ROOT = "/aws-glue/jobs"
+GLUE_LOG_STREAMS = ("output", "error")
+# What Glue does with the pipeline key (security configuration): encrypt its CloudWatch logs
+# (SSE-KMS) and job bookmarks (CSE-KMS). No kms:ReEncrypt*, no wildcard.
+PIPELINE_KEY_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 # Object keys the job may write in the diffs bucket: date folders only (never _published/).
 DATE_FOLDER_PATTERN = "????-??-??/*"
@@ -213,7 +220,22 @@ class DiffStage(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
             )
         )
-        key.grant_encrypt_decrypt(self.role)
+        # Named actions, not key.grant_encrypt_decrypt: that adds kms:ReEncrypt* and
+        # kms:GenerateDataKey*, which log and bookmark encryption never use.
+        self._allow("UsePipelineKey", list(PIPELINE_KEY_ACTIONS), [key.key_arn])
+        # Input objects encrypted with customer-managed keys (SSE-KMS): decrypt through S3 only.
+        input_keys = [k for k in (config.before_kms_key_arn, config.after_kms_key_arn) if k]
+        if input_keys:
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DecryptInputs",
+                    actions=["kms:Decrypt"],
+                    resources=sorted(set(input_keys)),
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}
+                    },
+                )
+            )
 
         # ---- security configuration and job ------------------------------------------------
         self.security_configuration = glue.CfnSecurityConfiguration(
@@ -233,6 +255,22 @@ class DiffStage(Construct):
             ),
         )
 
+        # Glue 5.0 writes the driver's and executors' logs to <prefix>/output and <prefix>/error
+        # (--custom-logGroup-prefix). The stack creates both, with retention and the pipeline key,
+        # instead of leaving Glue to create /aws-glue/jobs/output and /error with no expiry.
+        self.log_group_prefix = f"{GLUE_LOG_GROUP_ROOT}/{config.job_name}"
+        self.log_groups: dict[str, logs.CfnLogGroup] = {}
+        for stream in GLUE_LOG_STREAMS:
+            group = logs.CfnLogGroup(
+                self,
+                f"{stream.capitalize()}LogGroup",
+                log_group_name=f"{self.log_group_prefix}/{stream}",
+                retention_in_days=config.log_retention_days,
+                kms_key_id=key.key_arn,
+            )
+            group.apply_removal_policy(RemovalPolicy.RETAIN)
+            self.log_groups[stream] = group
+
         arguments = {
             "--before": f"s3://{storage.before_bucket.bucket_name}/{config.before_prefix}",
             "--after": f"s3://{storage.after_bucket.bucket_name}/{config.after_prefix}",
@@ -249,6 +287,7 @@ class DiffStage(Construct):
             "--enable-continuous-cloudwatch-log": "true",
             "--enable-continuous-log-filter": "true",
             "--enable-metrics": "true",
+            "--custom-logGroup-prefix": self.log_group_prefix,
         }
         if config.glue_additional_python_modules:
             arguments["--additional-python-modules"] = config.glue_additional_python_modules

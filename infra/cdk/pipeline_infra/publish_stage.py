@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aws_cdk import Annotations, Stack, Token
+from aws_cdk import Annotations, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -41,6 +41,12 @@ from pipeline_infra.diff_stage import role_policy, staging_dir
 from pipeline_infra.storage import FLOW_LOG_PREFIX, Storage
 
 CONTAINER_NAME = "publisher"
+# The non-root user of apps/kafka_publisher/Dockerfile (USER 10001:10001), stated again in the
+# task definition so the task never runs as root whatever image it is given.
+PUBLISHER_USER = "10001:10001"
+# The task's one writable path (read-only root filesystem): a scratch volume on /tmp.
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/tmp"
 AWS_API_PORT = 443
 
 
@@ -63,6 +69,7 @@ class PublishStage(Construct):
         self.config = config
         self.family = f"{config.name_prefix}-publisher"
 
+        self.endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}  # created VPC only
         self.vpc, self.subnets = self._network(storage)
         self.security_group = ec2.SecurityGroup(
             self,
@@ -82,6 +89,9 @@ class PublishStage(Construct):
                 ec2.Port.tcp(port),
                 f"Kafka brokers, port {port}",
             )
+
+        if config.creates_vpc:
+            self.endpoints = self._interface_endpoints(self.vpc)  # type: ignore[arg-type]
 
         if config.cluster_name:
             self.cluster: ecs.ICluster = ecs.Cluster.from_cluster_attributes(
@@ -117,6 +127,10 @@ class PublishStage(Construct):
                     generate_string_key="password",
                     exclude_punctuation=True,
                 ),
+                # The stack's key (not aws/secretsmanager): its policy is the stack's to keep
+                # tight. Retained: the real credentials put in it outlive a stack deletion.
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
             )
 
         self.log_group = logs.LogGroup(
@@ -171,8 +185,15 @@ class PublishStage(Construct):
             container_name=CONTAINER_NAME,
             image=self._image(),
             essential=True,
+            # Nothing in the image is writable; the publisher runs as the Dockerfile's user.
+            readonly_root_filesystem=True,
+            user=PUBLISHER_USER,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="publisher", log_group=self.log_group),
             environment={
+                # The only writable place: the task's scratch volume (the verified spool copies,
+                # tempfile's TMPDIR; the PEX unpacks itself under PEX_ROOT at start).
+                "TMPDIR": SCRATCH_PATH,
+                "PEX_ROOT": f"{SCRATCH_PATH}/pex",
                 "DIFFS_LOCATION": storage.diffs_location,
                 "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_servers,
                 "KAFKA_TOPIC": config.kafka_topic,
@@ -190,7 +211,29 @@ class PublishStage(Construct):
                 else None
             ),
         )
+        # Fargate ephemeral storage (a bind mount, emptied when the task stops). ECS copies the
+        # image's /tmp (mode 1777, the Dockerfile's VOLUME) into it, so user 10001 may write.
+        self.task_definition.add_volume(name=SCRATCH_VOLUME)
+        self.container.add_mount_points(
+            ecs.MountPoint(
+                container_path=SCRATCH_PATH, source_volume=SCRATCH_VOLUME, read_only=False
+            )
+        )
         self.execution_role = self.task_definition.obtain_execution_role()
+        if config.kafka_secret_kms_key_arn:
+            # ECS reads the imported secret with the execution role: decrypting needs its key.
+            self.execution_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DecryptKafkaSecret",
+                    actions=["kms:Decrypt"],
+                    resources=[config.kafka_secret_kms_key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{Stack.of(self).region}.amazonaws.com"
+                        }
+                    },
+                )
+            )
 
         # ---- schedule ----------------------------------------------------------------------
         scheduler_role.add_to_principal_policy(
@@ -258,15 +301,20 @@ class PublishStage(Construct):
     def _network(self, storage: Storage) -> tuple[ec2.IVpc, list[ec2.ISubnet]]:
         config = self.config
         if config.creates_vpc:
+            # Private subnets always (isolated without NAT: AWS only through the endpoints);
+            # public subnets only for a NAT gateway or a task that asked for a public IP.
+            private_type = (
+                ec2.SubnetType.PRIVATE_WITH_EGRESS
+                if config.nat_gateways
+                else ec2.SubnetType.PRIVATE_ISOLATED
+            )
             subnet_configuration = [
-                ec2.SubnetConfiguration(
-                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
-                )
+                ec2.SubnetConfiguration(name="private", subnet_type=private_type, cidr_mask=24)
             ]
-            if config.nat_gateways:
+            if config.nat_gateways or config.public_ip:
                 subnet_configuration.append(
                     ec2.SubnetConfiguration(
-                        name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
+                        name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
                     )
                 )
             vpc = ec2.Vpc(
@@ -289,9 +337,7 @@ class PublishStage(Construct):
                     )
                 },
             )
-            subnet_type = (
-                ec2.SubnetType.PRIVATE_WITH_EGRESS if config.nat_gateways else ec2.SubnetType.PUBLIC
-            )
+            subnet_type = ec2.SubnetType.PUBLIC if config.public_ip else private_type
             return vpc, list(vpc.select_subnets(subnet_type=subnet_type).subnets)
 
         stack = Stack.of(self)
@@ -312,6 +358,47 @@ class PublishStage(Construct):
             )
             subnets = list(vpc.select_subnets(subnet_type=subnet_type).subnets)
         return vpc, subnets
+
+    def _interface_endpoints(self, vpc: ec2.Vpc) -> dict[str, ec2.InterfaceVpcEndpoint]:
+        """What the task reaches without NAT or a public IP: the image (ECR API, ECR registry;
+        the layers come from S3 through the gateway endpoint), its logs, and its secret. Each
+        endpoint: private DNS, in the private subnets, 443 open to the task's security group only.
+        """
+        services = {
+            "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+            "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+            "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+        }
+        if self.config.uses_sasl:
+            services["SecretsManager"] = ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER
+        private = ec2.SubnetSelection(
+            subnet_type=(
+                ec2.SubnetType.PRIVATE_WITH_EGRESS
+                if self.config.nat_gateways
+                else ec2.SubnetType.PRIVATE_ISOLATED
+            )
+        )
+        endpoint_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="VPC interface endpoints: HTTPS from the publisher task only",
+        )
+        endpoint_group.add_ingress_rule(
+            self.security_group, ec2.Port.tcp(AWS_API_PORT), "HTTPS from the publisher task"
+        )
+        return {
+            name: vpc.add_interface_endpoint(
+                name,
+                service=service,
+                subnets=private,
+                private_dns_enabled=True,
+                security_groups=[endpoint_group],
+                open=False,
+            )
+            for name, service in services.items()
+        }
 
     def _image(self) -> ecs.ContainerImage:
         config = self.config

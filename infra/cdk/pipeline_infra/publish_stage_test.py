@@ -24,6 +24,8 @@ ENV_NAMES = {
     "KAFKA_SASL_MECHANISM",
     "TIMEZONE",
     "PUBLISH_WORKERS",
+    "TMPDIR",  # the scratch volume: the root filesystem is read-only
+    "PEX_ROOT",
 }
 DIFFS_ARN = "arn:${AWS::Partition}:s3:::diffs-pipeline-diffs-${AWS::AccountId}-${AWS::Region}"
 
@@ -198,7 +200,7 @@ def test_schedule_at_two_in_the_time_zone_runs_the_fargate_task(synth: Synth) ->
     assert ecs["TaskDefinitionArn"] == {"Ref": synth.logical_id(publish.task_definition)}
     assert ecs["LaunchType"] == "FARGATE" and ecs["TaskCount"] == 1
     vpc_config = ecs["NetworkConfiguration"]["AwsvpcConfiguration"]
-    assert vpc_config["AssignPublicIp"] == "ENABLED"  # created VPC, no NAT: public subnets
+    assert vpc_config["AssignPublicIp"] == "DISABLED"  # only when asked (assign_public_ip)
     assert vpc_config["SecurityGroups"] == [
         {"Fn::GetAtt": [synth.logical_id(publish.security_group), "GroupId"]}
     ]
@@ -256,17 +258,60 @@ def test_configured_broker_ports_and_cidr() -> None:
     assert egress == {(443, "0.0.0.0/0"), (9096, "10.20.0.0/16")}
 
 
-def test_created_vpc_two_azs_public_no_nat_with_flow_logs(synth: Synth) -> None:
+def test_created_vpc_private_isolated_with_endpoints_and_flow_logs(synth: Synth) -> None:
+    """No NAT, no public IP asked: two private isolated subnets (no route to the internet) and
+    the endpoints the task needs to start and run: S3 (gateway), ECR API and registry,
+    CloudWatch Logs, Secrets Manager (interface, private DNS, open only to the task)."""
     synth.one("AWS::EC2::VPC")
     subnets = synth.resources("AWS::EC2::Subnet")
     assert len(subnets) == 2
-    assert all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets.values())
+    assert not any(s["Properties"].get("MapPublicIpOnLaunch") for s in subnets.values())
     assert not synth.resources("AWS::EC2::NatGateway")
-    endpoint = synth.one("AWS::EC2::VPCEndpoint")[1]["Properties"]
-    assert endpoint["VpcEndpointType"] == "Gateway" and ".s3" in render(endpoint["ServiceName"])
+    assert not synth.resources("AWS::EC2::InternetGateway")
+    assert not any(
+        "GatewayId" in r["Properties"] or "NatGatewayId" in r["Properties"]
+        for r in synth.resources("AWS::EC2::Route").values()
+    )
+    endpoints = [e["Properties"] for e in synth.resources("AWS::EC2::VPCEndpoint").values()]
+    services = {render(e["ServiceName"]).rsplit(".", 1)[-1]: e for e in endpoints}
+    assert set(services) == {"s3", "api", "dkr", "logs", "secretsmanager"}
+    assert services["s3"]["VpcEndpointType"] == "Gateway"
+    task_sg = synth.logical_id(synth.stack.publish.security_group)
+    subnet_ids = {f"${{{k}}}" for k in subnets}
+    for name in ("api", "dkr", "logs", "secretsmanager"):
+        endpoint = services[name]
+        assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"]
+        assert {render(s) for s in endpoint["SubnetIds"]} == subnet_ids
+        (group,) = endpoint["SecurityGroupIds"]
+        group_props = synth.raw["Resources"][group["Fn::GetAtt"][0]]["Properties"]
+        ingress = [
+            r["Properties"]
+            for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()
+            if r["Properties"]["GroupId"] == group
+        ] + group_props.get("SecurityGroupIngress", [])
+        assert [(i["FromPort"], i["SourceSecurityGroupId"]) for i in ingress] == [
+            (443, {"Fn::GetAtt": [task_sg, "GroupId"]})
+        ]
     flow = synth.one("AWS::EC2::FlowLog")[1]["Properties"]
     assert flow["LogDestinationType"] == "s3" and flow["TrafficType"] == "ALL"
     assert "vpc-flow-logs/" in render(flow["LogDestination"])
+
+
+def test_public_ip_only_when_asked() -> None:
+    from pipeline_infra.testing import synth as synth_for
+
+    variant = synth_for({"assign_public_ip": "true"})
+    publish = variant.stack.publish
+    props = variant.raw["Resources"][variant.logical_id(publish.schedule)]["Properties"]
+    vpc_config = props["Target"]["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert vpc_config["AssignPublicIp"] == "ENABLED"
+    public = {
+        k
+        for k, s in variant.resources("AWS::EC2::Subnet").items()
+        if s["Properties"].get("MapPublicIpOnLaunch")
+    }
+    assert len(public) == 2 and {render(s)[2:-1] for s in vpc_config["Subnets"]} == public
+    variant.one("AWS::EC2::InternetGateway")
 
 
 def test_imported_vpc_uses_the_given_subnets_without_public_ip() -> None:

@@ -14,7 +14,6 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import Aws, CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
@@ -26,6 +25,7 @@ from pipeline_infra.chain_stage import ChainStage
 from pipeline_infra.config import PipelineConfig
 from pipeline_infra.diff_stage import DiffStage
 from pipeline_infra.publish_stage import CONTAINER_NAME, PublishStage
+from pipeline_infra.pipeline_key import PipelineKey
 from pipeline_infra.storage import Storage
 
 # Feature flags the stack relies on (set here, so the CDK CLI and a plain `python app.py` / PEX
@@ -58,10 +58,11 @@ class DiffsPipelineStack(Stack):
         )
         self.config = config
 
-        self.key = kms.Key(
+        self.key = PipelineKey(
             self,
             "PipelineKey",
-            description="Diffs pipeline: Glue logs and bookmarks, publisher logs, alarm topic",
+            description="Diffs pipeline: Glue logs and bookmarks, publisher logs, alarm topic, "
+            "Kafka secret",
             enable_key_rotation=True,
         )
         self.key.add_to_resource_policy(
@@ -69,32 +70,39 @@ class DiffsPipelineStack(Stack):
                 sid="CloudWatchLogs",
                 principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
                 actions=[
+                # No kms:ReEncrypt*: CloudWatch Logs never re-encrypts under another key.
                     "kms:Encrypt*",
                     "kms:Decrypt*",
-                    "kms:ReEncrypt*",
                     "kms:GenerateDataKey*",
                     "kms:Describe*",
                 ],
                 resources=["*"],
                 conditions={
+                # The log group's ARN in the encryption context is CloudWatch Logs' source
+                # condition (its KMS calls carry no aws:SourceArn): this account's groups only.
                     "ArnLike": {
                         "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
                     }
                 },
             )
         )
-        # EventBridge rules and CloudWatch alarms publish to the encrypted topic: the key policy
-        # AWS documents for both (the topic policy decides who may publish).
+        # CloudWatch alarms publish to the encrypted alarm topic: only this account's alarms.
+        # (EventBridge rules publish through a role instead, alarms.py: EventBridge's KMS calls
+        # carry no aws:SourceArn / aws:SourceAccount, so a key statement for events.amazonaws.com
+        # could not be scoped.)
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AlarmPublishers",
-                principals=[
-                    iam.ServicePrincipal("events.amazonaws.com"),
-                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                ],
+                sid="CloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
             )
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                    },
+                },
         )
 
         self.storage = Storage(self, "Storage", config=config)
@@ -164,6 +172,8 @@ class DiffsPipelineStack(Stack):
                 "SchedulerDLQ": self.scheduler_dlq,
             },
         )
+            events_queue=self.announce.queue,
+            events_queue_retention_seconds=self.announce.settings.retention_seconds,
         if not config.kafka_bootstrap_servers:
             cdk.Annotations.of(self).add_warning_v2(
                 "diffs-pipeline:no-bootstrap-servers",
@@ -174,6 +184,7 @@ class DiffsPipelineStack(Stack):
         if acknowledge_nag:
             nag.acknowledge(self)
 
+        nag.add_checkov_skips(self)
     def _outputs(self) -> None:
         s, p = self.storage, self.publish
         outputs = {

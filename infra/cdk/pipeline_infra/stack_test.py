@@ -95,7 +95,7 @@ def test_outputs_for_the_runbook(synth: Synth) -> None:
     ):
         assert name in outputs, name
     assert outputs["ContainerName"]["Value"] == "publisher"
-    assert outputs["TaskAssignPublicIp"]["Value"] == "ENABLED"
+    assert outputs["TaskAssignPublicIp"]["Value"] == "DISABLED"  # only when asked
 
 
 def test_resource_inventory(synth: Synth) -> None:
@@ -106,7 +106,7 @@ def test_resource_inventory(synth: Synth) -> None:
     assert counts["AWS::SQS::Queue"] == 3
     assert counts["AWS::Scheduler::Schedule"] == 2
     assert counts["AWS::Events::Rule"] == 5  # 4 alarm rules + the chained publish (chain_stage)
-    assert counts["AWS::CloudWatch::Alarm"] == 2
+    assert counts["AWS::CloudWatch::Alarm"] == 3  # two DLQs, the events queue's age
     assert counts["AWS::Glue::Job"] == 1
     assert counts["AWS::ECS::TaskDefinition"] == 1
     assert "AWS::Lambda::Function" not in counts  # no custom resources

@@ -3,9 +3,9 @@ bucket and the server-access-log bucket.
 
 Every bucket created here blocks public access, denies non-TLS requests, is encrypted (SSE-S3:
 S3 server access log delivery supports no other encryption on the log bucket, and SSE-S3 keeps
-readers free of KMS grants) and logs its accesses to the log bucket. The diffs bucket is versioned
-and expires old diffs. Imported input buckets are only referenced: their policies stay with their
-owners.
+readers free of KMS grants) and logs its accesses to the log bucket. The diffs bucket and the
+created input buckets are versioned (old versions expire); the diffs bucket expires old diffs.
+Imported input buckets are only referenced: their policies stay with their owners.
 
 Default bucket names are `<name_prefix>-<role>-<account>-<region>` (S3 names can't hold the
 underscores of the epic's `bucket_ontem` / `bucket_hoje` / `bucket_diffs`). The diffs bucket's
@@ -128,6 +128,24 @@ class Storage(Construct):
     def _input_bucket(self, construct_id: str, role: str, name: str, imported: bool) -> s3.IBucket:
         if imported:
             return s3.Bucket.from_bucket_name(self, construct_id, name)
+        # Versioned: an overwritten or deleted snapshot can be recovered (and a run can name the
+        # versions it read); the old versions expire after input_noncurrent_expiration_days.
         return s3.Bucket(
-            self, construct_id, bucket_name=bucket_name_for(self.config, role), **self._common(role)
+            self,
+            construct_id,
+            bucket_name=bucket_name_for(self.config, role),
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-old-snapshot-versions",
+                    noncurrent_version_expiration=Duration.days(
+                        self.config.input_noncurrent_expiration_days
+                    ),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+                s3.LifecycleRule(
+                    id="remove-expired-delete-markers", expired_object_delete_marker=True
+                ),
+            ],
+            **self._common(role),
         )
