@@ -90,10 +90,10 @@ _ECR_URI_RE = re.compile(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CIDR_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 _JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-
 _KMS_KEY_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(?:[0-9a-f-]{36}|mrk-[0-9a-f]{32})$"
 )
+
 # ---- schedules (docs: infra/cdk/README.md, "Schedules") ------------------------------------
 # Years over which a schedule's local time is checked against the zone's DST rules (tzdata):
 # a fixed range, so a synth gives the same answer whatever day it runs on.
@@ -149,12 +149,12 @@ class PipelineConfig:
     after_bucket_name: str = ""
     import_after_bucket: bool = False
     after_prefix: str = ""
-    # Output
     # Customer-managed KMS keys the input objects are encrypted with (SSE-KMS), if any: the Glue
     # role gets kms:Decrypt on them. Created input buckets are versioned; old versions expire.
     before_kms_key_arn: str = ""
     after_kms_key_arn: str = ""
     input_noncurrent_expiration_days: int = 30
+    # Output
     diffs_bucket_name: str = ""
     diffs_expiration_days: int = 90
     diffs_noncurrent_expiration_days: int = 30
@@ -190,8 +190,8 @@ class PipelineConfig:
     kafka_ports: tuple[int, ...] = (9092, 9094, 9096)
     kafka_broker_cidr: str = "0.0.0.0/0"
     kafka_secret_arn: str = ""
-    # Publisher task
     kafka_secret_kms_key_arn: str = ""  # the imported secret's customer-managed key, if any
+    # Publisher task
     publisher_image_uri: str = ""
     publisher_dockerfile: str = "apps/kafka_publisher/Dockerfile"
     publisher_pex_path: str = "dist/apps.kafka_publisher/kafka_publisher.pex"
@@ -443,11 +443,6 @@ class PipelineConfig:
             err.append(f"kafka_broker_cidr={self.kafka_broker_cidr!r}: an IPv4 CIDR")
         if self.kafka_secret_arn and not self.kafka_security_protocol.startswith("SASL"):
             err.append("kafka_secret_arn is only used with a SASL kafka_security_protocol")
-        if self.kafka_secret_arn and not _SECRET_ARN_RE.match(self.kafka_secret_arn):
-            err.append(
-                f"kafka_secret_arn={self.kafka_secret_arn!r}: the complete ARN of a "
-                "Secrets Manager secret"
-            )
         for key in ("before_kms_key_arn", "after_kms_key_arn", "kafka_secret_kms_key_arn"):
             value = getattr(self, key)
             if value and not _KMS_KEY_ARN_RE.match(value):
@@ -459,6 +454,11 @@ class PipelineConfig:
             err.append(
                 "kafka_secret_kms_key_arn needs kafka_secret_arn (a secret the stack creates is "
                 "encrypted with the stack's own key)"
+            )
+        if self.kafka_secret_arn and not _SECRET_ARN_RE.match(self.kafka_secret_arn):
+            err.append(
+                f"kafka_secret_arn={self.kafka_secret_arn!r}: the complete ARN of a "
+                "Secrets Manager secret"
             )
         if self.publisher_cpu not in FARGATE_SIZES:
             err.append(
@@ -501,12 +501,12 @@ class PipelineConfig:
             "access_log_expiration_days",
             "glue_temp_expiration_days",
             "diffs_noncurrent_expiration_days",
+            "input_noncurrent_expiration_days",
         ):
             if getattr(self, key) < 1:
                 err.append(f"{key}: at least 1 day")
         if err:
             raise ConfigError("invalid CDK context:\n  - " + "\n  - ".join(err))
-            "input_noncurrent_expiration_days",
 
     def _schedule_gap_errors(self) -> list[str]:
         """The diff job, started as late as Scheduler may, must be able to finish (or time out)

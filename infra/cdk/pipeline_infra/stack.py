@@ -24,8 +24,8 @@ from pipeline_infra.announce_stage import AnnounceStage
 from pipeline_infra.chain_stage import ChainStage
 from pipeline_infra.config import PipelineConfig
 from pipeline_infra.diff_stage import DiffStage
-from pipeline_infra.publish_stage import CONTAINER_NAME, PublishStage
 from pipeline_infra.pipeline_key import PipelineKey
+from pipeline_infra.publish_stage import CONTAINER_NAME, PublishStage
 from pipeline_infra.storage import Storage
 
 # Feature flags the stack relies on (set here, so the CDK CLI and a plain `python app.py` / PEX
@@ -69,17 +69,17 @@ class DiffsPipelineStack(Stack):
             iam.PolicyStatement(
                 sid="CloudWatchLogs",
                 principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
                 # No kms:ReEncrypt*: CloudWatch Logs never re-encrypts under another key.
+                actions=[
                     "kms:Encrypt*",
                     "kms:Decrypt*",
                     "kms:GenerateDataKey*",
                     "kms:Describe*",
                 ],
                 resources=["*"],
-                conditions={
                 # The log group's ARN in the encryption context is CloudWatch Logs' source
                 # condition (its KMS calls carry no aws:SourceArn): this account's groups only.
+                conditions={
                     "ArnLike": {
                         "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
                     }
@@ -96,13 +96,13 @@ class DiffsPipelineStack(Stack):
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
-            )
                 conditions={
                     "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
                     "ArnLike": {
                         "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
                     },
                 },
+            )
         )
 
         self.storage = Storage(self, "Storage", config=config)
@@ -171,9 +171,9 @@ class DiffsPipelineStack(Stack):
                 "DiffsEventsDLQ": self.announce.dead_letter_queue,
                 "SchedulerDLQ": self.scheduler_dlq,
             },
-        )
             events_queue=self.announce.queue,
             events_queue_retention_seconds=self.announce.settings.retention_seconds,
+        )
         if not config.kafka_bootstrap_servers:
             cdk.Annotations.of(self).add_warning_v2(
                 "diffs-pipeline:no-bootstrap-servers",
@@ -183,8 +183,8 @@ class DiffsPipelineStack(Stack):
         self._outputs()
         if acknowledge_nag:
             nag.acknowledge(self)
-
         nag.add_checkov_skips(self)
+
     def _outputs(self) -> None:
         s, p = self.storage, self.publish
         outputs = {

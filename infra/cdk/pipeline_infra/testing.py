@@ -181,14 +181,14 @@ IMPORTS_CONTEXT: dict[str, Any] = {
     "kafka_ports": "9096",
     "kafka_broker_cidr": "10.20.0.0/16",
     "kafka_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka/diffs-AbCdEf",
-    "publisher_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/diffs/publisher:1.2.3",
-    "cluster_name": "shared-batch",
     # customer-managed keys of the inputs and of the imported secret (SSE-KMS)
     "before_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     "after_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000",
     "kafka_secret_kms_key_arn": (
         "arn:aws:kms:us-east-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
     ),
+    "publisher_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/diffs/publisher:1.2.3",
+    "cluster_name": "shared-batch",
     "publisher_cpu": "2048",
     "publisher_memory_mib": "4096",
     "publisher_workers": "2",
