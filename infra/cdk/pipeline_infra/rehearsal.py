@@ -208,6 +208,21 @@ def pseudo_parameters(account: str, region: str, stack_name: str) -> dict[str, s
     }
 
 
+# How a resource's Arn follows from its physical id (what describe_stack_resources gives), for
+# the types the template's policies name.
+_ARNS: dict[str, str] = {
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{last}",  # physical id: the queue URL
+    "AWS::S3::Bucket": "arn:aws:s3:::{id}",
+    "AWS::Events::Rule": "arn:aws:events:{region}:{account}:rule/{id}",
+    "AWS::SNS::Topic": "{id}",
+    "AWS::IAM::Role": "arn:aws:iam::{account}:role/{id}",
+    "AWS::ECS::Cluster": "arn:aws:ecs:{region}:{account}:cluster/{id}",
+    "AWS::ECS::TaskDefinition": "{id}",
+    "AWS::KMS::Key": "arn:aws:kms:{region}:{account}:key/{id}",
+    "AWS::Logs::LogGroup": "arn:aws:logs:{region}:{account}:log-group:{id}:*",
+}
+
+
 def deployed_from(
     template: Template,
     described: list[Mapping[str, Any]],
@@ -215,9 +230,8 @@ def deployed_from(
     region: str,
     stack_name: str,
 ) -> Deployed:
-    """Ref values and Arns of the created queues and buckets (the intrinsics the announce wiring
-    uses), from describe_stack_resources' physical ids: a queue's is its URL, a bucket's its
-    name."""
+    """Ref values and Arns of the created resources, from describe_stack_resources' physical
+    ids (`_ARNS` says how an Arn follows from one, per type)."""
     refs = pseudo_parameters(account, region, stack_name)
     arns: dict[str, str] = {}
     types = {k: r["Type"] for k, r in template["Resources"].items()}
@@ -226,12 +240,10 @@ def deployed_from(
         if not logical_id or not physical:
             continue
         refs[logical_id] = physical
-        if types.get(logical_id) == "AWS::SQS::Queue":
-            arns[logical_id] = (
-                f"arn:aws:sqs:{region}:{account}:{physical.rstrip('/').rsplit('/', 1)[1]}"
-            )
-        elif types.get(logical_id) == "AWS::S3::Bucket":
-            arns[logical_id] = f"arn:aws:s3:::{physical}"
+        form = _ARNS.get(types.get(logical_id, ""))
+        if form:
+            last = physical.rstrip("/").rsplit("/", 1)[-1]
+            arns[logical_id] = form.format(region=region, account=account, id=physical, last=last)
     return Deployed(refs=refs, arns=arns)
 
 

@@ -297,6 +297,6 @@ def _fake_deployed(template: dict[str, Any]) -> Deployed:
         elif resource["Type"] == "AWS::S3::Bucket":
             physical = f"{logical_id.lower()}-bucket"
         else:
-            continue
+            physical = f"{logical_id}-physical"
         described.append({"LogicalResourceId": logical_id, "PhysicalResourceId": physical})
     return deployed_from(template, described, ACCOUNT, REGION, "DiffsPipeline")
