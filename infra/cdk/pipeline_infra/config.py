@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 
 
 BAD_RECORDS_MODES = ("fail", "quarantine")
+SYNTH_MODES = ("deploy", "placeholder")
 ALLOW_EMPTY_MODES = ("none", "before", "after", "both")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -209,6 +210,10 @@ class PipelineConfig:
     log_retention_days: int = 30
     # Where relative paths (script, wheel, Docker context) are resolved; "" = found automatically.
     repo_root: str = ""
+    # "deploy": the synth refuses a stack that would deploy a broken pipeline (deploy_mode.py:
+    # no publisher PEX, no brokers, no broker network, no alarm subscriber); "placeholder": a
+    # template with placeholders (tests, reading the template), never for `cdk deploy`.
+    mode: str = "deploy"
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -505,6 +510,8 @@ class PipelineConfig:
         ):
             if getattr(self, key) < 1:
                 err.append(f"{key}: at least 1 day")
+        if self.mode not in SYNTH_MODES:
+            err.append(f"mode={self.mode!r}: one of {', '.join(SYNTH_MODES)}")
         if err:
             raise ConfigError("invalid CDK context:\n  - " + "\n  - ".join(err))
 

@@ -23,6 +23,7 @@ from pipeline_infra.alarms import Alarms
 from pipeline_infra.announce_stage import AnnounceStage
 from pipeline_infra.chain_stage import ChainStage
 from pipeline_infra.config import PipelineConfig
+from pipeline_infra.deploy_mode import check_deployable
 from pipeline_infra.diff_stage import DiffStage
 from pipeline_infra.pipeline_key import PipelineKey
 from pipeline_infra.publish_stage import CONTAINER_NAME, PublishStage
@@ -222,7 +223,9 @@ def build_app(
     """The CDK app: feature flags + `context` (what `-c` and cdk.json give arrive through the
     CLI's CDK_CONTEXT_JSON and take precedence), the stack, cdk-nag."""
     app = cdk.App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
-    config = PipelineConfig.from_mapping(app.node.get_all_context())
+    context_now = app.node.get_all_context()
+    config = PipelineConfig.from_mapping(context_now)
+    check_deployable(config, given=context_now.keys())  # mode=deploy: nothing missing
     if env is None and config.vpc_id:
         # A VPC lookup needs a concrete environment: the CLI's, from its credentials.
         env = cdk.Environment(

@@ -27,7 +27,8 @@ _WORK = Path(tempfile.mkdtemp(prefix="diffs-pipeline-cdk-test-"))
 def fixture_paths() -> dict[str, str]:
     """A Glue script and a publisher Docker context that exist whatever the other apps' state:
     the CDK tests check the infrastructure, not those apps (their paths are only referenced);
-    and a diffcore wheel path that does not exist."""
+    a diffcore wheel path that does not exist; and `mode=placeholder` (no deploy-mode checks:
+    deploy_mode_test.py tests those)."""
     script = _WORK / "glue_main.py"
     if not script.exists():
         script.write_text("print('diff job placeholder for CDK tests')\n", encoding="utf-8")
@@ -46,6 +47,7 @@ def fixture_paths() -> dict[str, str]:
         "publisher_pex_path": str(pex),
         # No wheel by default, whatever a developer's `dist/` holds (`imports_synth` adds one).
         "diffcore_wheel_path": str(_WORK / "no-dist" / "diffcore-0.1.0-py3-none-any.whl"),
+        "mode": "placeholder",
     }
 
 
