@@ -93,6 +93,12 @@ def test_cdk_own_context_keys_are_ignored() -> None:
         ({"kafka_ports": "0"}, "one or more TCP ports"),
         ({"kafka_broker_cidr": "10.0.0.0/33"}, "an IPv4 CIDR"),
         ({"kafka_secret_arn": "kafka/diffs"}, "the complete ARN"),
+        ({"before_kms_key_arn": "alias/exports"}, "before_kms_key_arn='alias/exports'"),
+        (
+            {"kafka_secret_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/" + "1" * 36},
+            "kafka_secret_kms_key_arn needs kafka_secret_arn",
+        ),
+        ({"input_noncurrent_expiration_days": 0}, "input_noncurrent_expiration_days: at least"),
         ({"publisher_memory_mib": 512}, "is not valid with publisher_cpu=512"),
         ({"vpc_id": "default"}, "vpc_id='default'"),
         ({"subnet_ids": "subnet-0123456789abcdef0"}, "subnet_ids needs vpc_id"),
