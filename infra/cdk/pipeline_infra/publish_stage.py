@@ -47,6 +47,7 @@ PUBLISHER_USER = "10001:10001"
 # The task's one writable path (read-only root filesystem): a scratch volume on /tmp.
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/tmp"
+ISOLATED_NETWORK_WARNING = "diffs-pipeline:isolated-task-network"
 AWS_API_PORT = 443
 
 
@@ -92,6 +93,16 @@ class PublishStage(Construct):
 
         if config.creates_vpc:
             self.endpoints = self._interface_endpoints(self.vpc)  # type: ignore[arg-type]
+            if not (config.nat_gateways or config.public_ip):
+                # Said at synth: the default network reaches AWS only (endpoints), no broker.
+                Annotations.of(self).add_warning_v2(
+                    ISOLATED_NETWORK_WARNING,
+                    "the created VPC has private isolated subnets (no NAT, no public IP): the "
+                    "task reaches AWS through VPC endpoints only, and the Kafka brokers at "
+                    f"{config.kafka_broker_cidr} only through routes you add (peering, transit "
+                    "gateway). Brokers on the internet: -c nat_gateways=1 or "
+                    "-c assign_public_ip=true; brokers in your VPC: -c vpc_id=...",
+                )
 
         if config.cluster_name:
             self.cluster: ecs.ICluster = ecs.Cluster.from_cluster_attributes(

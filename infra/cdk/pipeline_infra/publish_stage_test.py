@@ -3,10 +3,13 @@ schedule."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from aws_cdk.assertions import Annotations, Match
 
 from diffcore.layout import PUBLISHED_PREFIX
-from pipeline_infra.publish_stage import CONTAINER_NAME
+from pipeline_infra.publish_stage import CONTAINER_NAME, ISOLATED_NETWORK_WARNING
 from pipeline_infra.testing import (
     Synth,
     as_list,
@@ -297,10 +300,21 @@ def test_created_vpc_private_isolated_with_endpoints_and_flow_logs(synth: Synth)
     assert "vpc-flow-logs/" in render(flow["LogDestination"])
 
 
+def _warnings(synth: Synth) -> str:
+    found = Annotations.from_stack(synth.stack).find_warning("*", Match.any_value())
+    return json.dumps([str(m.entry.data) for m in found])
+
+
+def test_isolated_network_is_said_at_synth(synth: Synth) -> None:
+    assert ISOLATED_NETWORK_WARNING in _warnings(synth)
+    assert "nat_gateways=1" in _warnings(synth)
+
+
 def test_public_ip_only_when_asked() -> None:
     from pipeline_infra.testing import synth as synth_for
 
     variant = synth_for({"assign_public_ip": "true"})
+    assert ISOLATED_NETWORK_WARNING not in _warnings(variant)
     publish = variant.stack.publish
     props = variant.raw["Resources"][variant.logical_id(publish.schedule)]["Properties"]
     vpc_config = props["Target"]["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"]
