@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from diffcore import jsonvalue
+from diffcore.records import readable_key
 from tests.conformance import reference
 from tests.conformance.runner import Case, _paths, loads_exact
 
@@ -71,14 +73,47 @@ def expectation(case_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
             return {
                 "error": {"class": "empty_snapshot", "file": spec.get(side, side), "line": None}
             }
-    result = reference.diff(records["before"], records["after"], key, ignore)
+    # Contract §6: a bad line that still names its key withholds that key's event. Which key
+    # a damaged line names is diffcore's lenient reading (`records.readable_key`, tested on
+    # its own); what the reference checks here is the consequence.
     bad_items = [i for _, items in sides.values() for i in items if i.error_class]
+    held: set[str] = set()
+    unreadable = {"before": 0, "after": 0}
+    for side, (_files, items) in sides.items():
+        for item in items:
+            if not item.error_class:
+                continue
+            values = readable_key(item.raw, key) if item.raw is not None else None
+            if values is None:
+                unreadable[side] += 1
+                continue
+            # (diffcore's values: in the reference's own terms)
+            text = jsonvalue.canonical_json(dict(zip(key, values, strict=True)))
+            held.add(reference.canonical(reference.loads(text)))
+    kept = {
+        side: [
+            r for r in records[side] if reference.canonical(reference.key_of(r, key)) not in held
+        ]
+        for side in ("before", "after")
+    }
+    withheld = {
+        reference.canonical(reference.key_of(r, key))
+        for side in ("before", "after")
+        for r in records[side]
+    } & held
+    result = reference.diff(kept["before"], kept["after"], key, ignore)
+    # Schema drift is the snapshots' (every valid record), withheld or not.
+    result.drift = reference.schema_drift(records["before"], records["after"])
     result.counts["bad_records"] = len(bad_items)
+    if quarantine:  # (only a quarantine run can hold a bad record and go on)
+        result.counts["withheld"] = len(withheld)
     out: dict[str, Any] = {
         "events": result.events,
         "counts": result.counts,
         "schema_drift": result.drift,
     }
+    if quarantine:
+        out["unreadable_keys"] = unreadable
     if bad_items:
         out["bad_records"] = [
             {"class": i.error_class, "file": _rel(i.file, case_path), "line": i.line, "raw": i.raw}

@@ -61,7 +61,18 @@ def loads(text: str | bytes) -> Any:
     def reject(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
-    return json.loads(text, parse_constant=reject, parse_float=Number)
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        for name in names:
+            if names.count(name) > 1:
+                raise DuplicateMember(name)
+        return dict(pairs)
+
+    return json.loads(text, parse_constant=reject, parse_float=Number, object_pairs_hook=members)
+
+
+class DuplicateMember(ValueError):
+    """Contract §1: one object names a member twice (`duplicate_member`)."""
 
 
 def _dump(value: Any) -> str:
@@ -289,7 +300,9 @@ def read_file(path: Path) -> list[Item]:
     if raw.lstrip().startswith(b"["):
         try:
             values = _loads(raw.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError included
+        except DuplicateMember:  # (a duplicate inside one element: the element is bad)
+            return [Item(path, None, error_class="duplicate_member")]
+        except (ValueError, RecursionError):  # UnicodeDecodeError included
             return [Item(path, None, error_class="malformed_json")]
         return [
             (
@@ -306,7 +319,10 @@ def read_file(path: Path) -> list[Item]:
             continue
         try:
             value = _loads(raw_line.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError included
+        except DuplicateMember:
+            items.append(Item(path, number, error_class="duplicate_member", raw=line.strip()))
+            continue
+        except (ValueError, RecursionError):  # UnicodeDecodeError included
             items.append(Item(path, number, error_class="malformed_json", raw=line.strip()))
             continue
         if not isinstance(value, dict):

@@ -326,6 +326,10 @@ def compare_expected(out: RunOutput, expected: dict[str, Any]) -> list[str]:
                 )
     if "bad_records" in expected:
         problems += compare_bad_records(out.bad_records, expected["bad_records"])
+    for side, want_n in expected.get("unreadable_keys", {}).items():
+        got_n = out.manifest["inputs"][side].get("unreadable_keys")
+        if got_n != want_n:
+            problems.append(f"inputs.{side}.unreadable_keys {got_n} != expected {want_n}")
     return problems
 
 

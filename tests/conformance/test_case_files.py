@@ -68,7 +68,7 @@ def test_expected_agrees_with_reference(case: runner.Case) -> None:
     assert runner.compare_events(ref["events"], want["events"]) == []
     assert ref["counts"] == want["counts"]
     assert ref["schema_drift"] == want["schema_drift"]
-    for name in ("inputs", "bad_records"):
+    for name in ("inputs", "bad_records", "unreadable_keys"):
         assert ref.get(name) == want.get(name), name
     for event in want["events"]:
         if "event_id" in event:

@@ -113,6 +113,8 @@ class Config:
     publish_tombstones: bool = False
     log_level: str = "INFO"
     publish_workers: int = 1
+    # Publish a day whose after snapshot had bad lines with unreadable keys (contract §6).
+    accept_unreadable_keys: bool = False
 
     def resolve_run_date(self, now: datetime | None = None) -> str:
         """`RUN_DATE` if set, else today in `TIMEZONE`."""
@@ -335,6 +337,7 @@ def load_config(
         publish_tombstones=_flag(env, "PUBLISH_TOMBSTONES"),
         log_level=log_level,
         publish_workers=_workers(env),
+        accept_unreadable_keys=_flag(env, "ACCEPT_UNREADABLE_KEYS"),
     )
 
 

@@ -7,6 +7,7 @@ EXIT_NOT_READY = 10
 EXIT_CONFIG = 11
 EXIT_DELIVERY = 12
 EXIT_BAD_DATA = 13
+EXIT_UNREADABLE_KEYS = 14
 
 
 class PublisherError(Exception):
@@ -47,3 +48,12 @@ class BadData(PublisherError):
 
     exit_code = EXIT_BAD_DATA
     kind = "bad_data"
+
+
+class UnreadableKeys(PublisherError):
+    """The run quarantined after-side records whose key could not be read (the manifest's
+    `inputs.after.unreadable_keys`): such a record may exist with no event for it, so the
+    day is refused unless ACCEPT_UNREADABLE_KEYS=true (contract §6)."""
+
+    exit_code = EXIT_UNREADABLE_KEYS
+    kind = "unreadable_keys"

@@ -148,7 +148,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         summary = Summary(run_date=run_date, dry_run=args.dry_run)
         if args.dry_run:
-            validate_day(config.diffs_location, run_date, config.topic, summary)
+            validate_day(
+                config.diffs_location,
+                run_date,
+                config.topic,
+                summary,
+                accept_unreadable_keys=config.accept_unreadable_keys,
+            )
         else:
             require_kafka(config)
             assert config.topic is not None
@@ -165,6 +171,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 config.publish_tombstones,
                 summary,
                 workers=config.publish_workers,
+                accept_unreadable_keys=config.accept_unreadable_keys,
             )
         summary.finish()
         log.info("done", extra={"outcome": "ok", "exit_code": EXIT_OK, **summary.as_fields()})

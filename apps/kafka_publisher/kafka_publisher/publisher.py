@@ -50,7 +50,7 @@ from typing import Any
 from diffcore.events import OPS
 from diffcore.manifest import DataFile, Manifest
 from kafka_publisher import checkpoints, parallel, reader
-from kafka_publisher.errors import BadData, ConfigError, DeliveryError
+from kafka_publisher.errors import BadData, ConfigError, DeliveryError, UnreadableKeys
 from kafka_publisher.logs import Redactor, get_logger
 
 POLL_EVERY = 1000  # messages between two poll(0) calls (serves error reports and logs)
@@ -424,14 +424,39 @@ def _log_verified(log: logging.Logger, verified: _Verified, **extra: Any) -> Non
     )
 
 
+def check_unreadable_keys(manifest: Manifest, accept: bool) -> None:
+    """Contract §6: a quarantined after-side line whose key could not be read may be a record
+    that still exists with no event for it (or a false `d` downstream of a rebuild): refuse
+    the day (`UnreadableKeys`) unless the operator accepts it."""
+    n = manifest.after.unreadable_keys
+    if not n:
+        return
+    if not accept:
+        raise UnreadableKeys(
+            f"diffs for {manifest.run_date}: the after snapshot had {n} bad record(s) whose key "
+            f"could not be read (see {manifest.bad_records_file or 'the bad-records file'}); "
+            "refusing to publish the day (set ACCEPT_UNREADABLE_KEYS=true to publish it anyway)",
+            unreadable_keys=n,
+        )
+    get_logger("publisher").warning(
+        "publishing a day with unreadable keys (ACCEPT_UNREADABLE_KEYS=true)",
+        extra={"unreadable_keys": n, "run_date": manifest.run_date},
+    )
+
+
 def validate_day(
-    diffs_location: str, run_date: str, topic: str | None, summary: Summary | None = None
+    diffs_location: str,
+    run_date: str,
+    topic: str | None,
+    summary: Summary | None = None,
+    accept_unreadable_keys: bool = False,
 ) -> Summary:
     """`--dry-run`: read and check every file as publishing does (step 2 and the day's totals),
     publish nothing."""
     log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=True)
     manifest = reader.read_manifest(diffs_location, run_date)
+    check_unreadable_keys(manifest, accept_unreadable_keys)
     summary.files = len(manifest.files)
     for data_file in manifest.files:
         checkpoint = checkpoints.load(diffs_location, run_date, data_file.name)
@@ -466,6 +491,7 @@ def publish_day(
     tombstones: bool,
     summary: Summary | None = None,
     workers: int = 1,
+    accept_unreadable_keys: bool = False,
 ) -> Summary:
     """Publish every file of the run date that has no matching checkpoint (module docstring).
 
@@ -478,6 +504,7 @@ def publish_day(
     log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
     manifest = reader.read_manifest(diffs_location, run_date)
+    check_unreadable_keys(manifest, accept_unreadable_keys)
     summary.files = len(manifest.files)
     todo: list[DataFile] = []
     to_verify: list[DataFile] = []  # todo, and skipped files whose checkpoint has no counts

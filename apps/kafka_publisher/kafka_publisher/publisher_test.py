@@ -18,7 +18,13 @@ import pytest
 from diffcore import layout, store
 from diffcore.events import event_id, kafka_key, parse_event
 from kafka_publisher import checkpoints
-from kafka_publisher.errors import EXIT_BAD_DATA, EXIT_DELIVERY, EXIT_NOT_READY, EXIT_OK
+from kafka_publisher.errors import (
+    EXIT_BAD_DATA,
+    EXIT_DELIVERY,
+    EXIT_NOT_READY,
+    EXIT_OK,
+    EXIT_UNREADABLE_KEYS,
+)
 from kafka_publisher.main import main
 from tests.support.diffs import make_events, write_day, write_file, write_manifest
 from tests.support.services import (
@@ -838,3 +844,43 @@ def test_a_worker_that_dies_fails_the_run_naming_its_file(tmp_path, monkeypatch,
         error["error"],
     )
     assert not (tmp_path / "_published").exists()
+
+
+def test_a_day_with_unreadable_after_keys_is_refused_unless_accepted(
+    day: dict[str, str], tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Contract §6: a quarantined after line whose key cannot be read may be a record that
+    still exists with no event for it: the day is refused (exit 14, the count named), nothing
+    is produced, until ACCEPT_UNREADABLE_KEYS=true."""
+    from diffcore.engines.polars_engine import PolarsEngine
+    from diffcore.spec import RunSpec
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "x.jsonl").write_text('{"id":1,"v":1}\n{"id":2,"v":1}\n')
+    # id 2's after line lost its key's quotes: unreadable; id 1 changed; id 3 new.
+    (tmp_path / "a" / "x.jsonl").write_text('{"id":1,"v":2}\n{id:2,"v":1}\n{"id":3,"v":1}\n')
+    spec = RunSpec(
+        before=str(tmp_path / "b"),
+        after=str(tmp_path / "a"),
+        key=("id",),
+        out=day["DIFFS_LOCATION"],
+        run_date=D1,
+        bad_records="quarantine",
+    )
+    manifest = PolarsEngine().run(spec).manifest
+    # The bad line's key cannot be read, so the engine cannot withhold id 2: the day holds a
+    # `d` for it that may be false, and the publisher's refusal keeps it off the topic.
+    assert manifest.after.unreadable_keys == 1
+    assert (manifest.counts.c, manifest.counts.u, manifest.counts.d) == (1, 1, 1)
+    assert run(day, "--dry-run") == EXIT_UNREADABLE_KEYS
+    capsys.readouterr()
+    assert run(day) == EXIT_UNREADABLE_KEYS
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    refusal = [o for o in logged if o.get("outcome") == "unreadable_keys"]
+    assert refusal and "1 bad record(s) whose key could not be read" in refusal[0]["msg"]
+    assert checkpoint_names(day, D1) == []
+    assert consume_all(day["KAFKA_BOOTSTRAP_SERVERS"], day["KAFKA_TOPIC"], idle_timeout=1.0) == []
+    assert run({**day, "ACCEPT_UNREADABLE_KEYS": "true"}) == EXIT_OK
+    changes = manifest.counts.changes
+    assert len(consume(day, changes)) == changes

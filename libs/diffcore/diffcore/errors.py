@@ -8,6 +8,8 @@ from enum import Enum
 
 class ErrorClass(str, Enum):
     MALFORMED_JSON = "malformed_json"
+    # Two members of one name in one object, at any depth (contract §1).
+    DUPLICATE_MEMBER = "duplicate_member"
     NOT_AN_OBJECT = "not_an_object"
     MISSING_KEY = "missing_key"
     DUPLICATE_KEY = "duplicate_key"
@@ -34,11 +36,17 @@ EXIT_CODES: dict[ErrorClass, int] = {
     ErrorClass.ENGINE_ERROR: 9,
     ErrorClass.CONCURRENT_RUN: 10,
     ErrorClass.EVENT_TOO_LARGE: 11,
+    ErrorClass.DUPLICATE_MEMBER: 12,
 }
 
 # Classes a quarantine run may set aside record by record; the others always stop the run.
 RECORD_ERRORS = frozenset(
-    {ErrorClass.MALFORMED_JSON, ErrorClass.NOT_AN_OBJECT, ErrorClass.MISSING_KEY}
+    {
+        ErrorClass.MALFORMED_JSON,
+        ErrorClass.DUPLICATE_MEMBER,
+        ErrorClass.NOT_AN_OBJECT,
+        ErrorClass.MISSING_KEY,
+    }
 )
 
 _EXCERPT_CHARS = 120

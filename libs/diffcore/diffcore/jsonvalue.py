@@ -74,12 +74,36 @@ def _check_depth(text: str | bytes) -> None:
         raise ValueError(f"nested too deeply: more than {MAX_DEPTH} levels of arrays and objects")
 
 
+class DuplicateMember(ValueError):
+    """Contract §1: one object holds two members of the same name (readers disagree on which
+    value wins, so the record is bad: `duplicate_member`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        quoted = escape_lone_surrogates(json.dumps(name, ensure_ascii=False))
+        super().__init__(f"member {quoted} occurs twice in one object")
+
+
+def _object(pairs: list[tuple[str, JSONValue]]) -> dict[str, JSONValue]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(name)
+            seen.add(name)
+    return obj
+
+
 def loads(text: str | bytes) -> JSONValue:
     """Parse JSON exactly: integers of any size stay `int`, other numbers become `Number`s
-    (exact decimal values that keep their text); NaN/Infinity are rejected, and so is a text
-    nested more than `MAX_DEPTH` levels (ValueError, never a RecursionError)."""
+    (exact decimal values that keep their text); NaN/Infinity are rejected, so is a text
+    nested more than `MAX_DEPTH` levels (ValueError, never a RecursionError), and an object
+    with two members of one name (`DuplicateMember`, a ValueError)."""
     _check_depth(text)
-    return json.loads(text, parse_constant=_reject_constant, parse_float=Number)
+    return json.loads(
+        text, parse_constant=_reject_constant, parse_float=Number, object_pairs_hook=_object
+    )
 
 
 try:  # optional accelerator (the `polars`/`spark` extras); the standard library is the reference
@@ -105,15 +129,78 @@ def may_hold_inexact_number(text: str | bytes) -> bool:
     return _INEXACT_NUMBER_S(text) is not None
 
 
-def loads_fast(text: str | bytes) -> JSONValue:
+# Member names in a JSON text: every string token (`_STRING_B`) collapsed to one quote (outside
+# strings JSON has none), then a quote followed by a colon is a name.
+_NAME_B = re.compile(rb'"[ \t\r\n]*:')
+_NAME_S = re.compile(r'"[ \t\r\n]*:')
+_CONTAINERS = (dict, list)
+
+
+def _members(value: JSONValue) -> int:
+    """How many members the objects of a parsed value hold, in all."""
+    n = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            n += len(item)
+            stack.extend(v for v in item.values() if type(v) in _CONTAINERS)
+        elif type(item) is list:
+            stack.extend(v for v in item if type(v) in _CONTAINERS)
+    return n
+
+
+def _compact_names(value: JSONValue) -> int:
+    """`":` in orjson's compact output of a value (-1 past the 254 levels orjson writes)."""
+    try:
+        return _orjson.dumps(value).count(b'":')
+    except TypeError:
+        return -1
+
+
+def hides_duplicate_members(text: str | bytes, value: JSONValue) -> bool:
+    """Whether `value`, read from the valid JSON `text` by a reader that keeps one of two
+    members of the same name (orjson keeps the last), lost a member: the text names more
+    members than the value holds.
+
+    Quick count, for a text with no backslash and no space before a colon: each `":` of the
+    text closes a member name or opens a string that starts with a colon, so it counts at
+    least the names; orjson's compact output of the value (no escapes either) counts its
+    members exactly. Equal counts prove no member was lost; otherwise (or for other texts)
+    every string token is collapsed and the names and members are counted exactly."""
+    if isinstance(text, bytes):
+        quick = b"\\" not in text and not (
+            b" :" in text or b"\t:" in text or b"\n:" in text or b"\r:" in text
+        )
+        if quick and text.count(b'":') == _compact_names(value):
+            return False
+        names = len(_NAME_B.findall(_STRING_B.sub(b'"', text)))
+    else:
+        quick = "\\" not in text and not (
+            " :" in text or "\t:" in text or "\n:" in text or "\r:" in text
+        )
+        if quick and text.count('":') == _compact_names(value):
+            return False
+        names = len(_NAME_S.findall(_STRING_S.sub('"', text)))
+    if type(value) is dict and names == len(value):  # a flat object: nothing more to count
+        return False
+    return names != _members(value)
+
+
+def loads_fast(text: str | bytes, members_checked: bool = False) -> JSONValue:
     """`loads`, with orjson where it gives the same value: for the engines' and the publisher's
-    hot paths. Raises ValueError (or RecursionError) for text that is not JSON."""
+    hot paths. Raises ValueError (`DuplicateMember` too) for text that is not a valid record.
+    `members_checked`: the caller knows the text has no duplicate member names (the scanner
+    or an earlier parse checked it), so orjson's answer needs no recount."""
     if _orjson is not None and not may_hold_inexact_number(text):
         _check_depth(text)  # orjson itself goes to 1024 levels
         try:
-            return _orjson.loads(text)
+            value = _orjson.loads(text)
         except _orjson.JSONDecodeError:
             pass  # let the reference decide (it accepts 1e400, lone surrogates, ...)
+        else:
+            if members_checked or not hides_duplicate_members(text, value):
+                return value
     return loads(text)
 
 

@@ -20,7 +20,12 @@ class InputFile:
 class InputSide:
     location: str
     files: tuple[InputFile, ...]
-    records: int
+    records: int  # every non-blank line (array element), bad records included
+    bad_records: int = 0  # quarantined
+    # Quarantined records whose key could not be read from the line (contract §6): a record
+    # that may exist without any event for it; the publisher refuses a day with such lines
+    # on the after side unless told to accept them.
+    unreadable_keys: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ class Counts:
     d: int = 0
     unchanged: int = 0
     bad_records: int = 0
+    # Keys with a valid record that got no event because a quarantined line names them too
+    # (contract §6: a bad record is never a change).
+    withheld: int = 0
 
     @property
     def changes(self) -> int:
@@ -120,6 +128,8 @@ class Manifest:
                 location=s["location"],
                 files=tuple(InputFile(**f) for f in s["files"]),
                 records=s["records"],
+                bad_records=s.get("bad_records", 0),
+                unreadable_keys=s.get("unreadable_keys", 0),
             )
 
         drift = obj["schema_drift"]

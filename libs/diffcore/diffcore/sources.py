@@ -203,6 +203,15 @@ def detect_format(path: str) -> Format:
     return sniff_format(head)
 
 
+# Names the bad record that holds the rest of an array file that could not be cut into
+# records: it may hold many records, so no key can be read from it (contract §6).
+ARRAY_REST = "the rest of the array file from this line is one bad record"
+
+
+def is_array_rest(message: str) -> bool:
+    return message.endswith(f"({ARRAY_REST})")
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """One record as read: its text (one line, no newline), file and 1-based line number.
@@ -264,7 +273,7 @@ def split_json_array(text: str) -> Iterator[tuple[int, str]] | None:
     # Whole-text check first: a file such as `[1]\n[2]` is NDJSON of arrays, not one array.
     try:
         _, end = decoder.raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep for Python's parser: cut element-wise
         end = None
     if end is not None and text[end:].strip(" \t\r\n"):
         return None
@@ -294,7 +303,7 @@ def split_json_array(text: str) -> Iterator[tuple[int, str]] | None:
             last = pos
             try:
                 _, stop = decoder.raw_decode(text, pos)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ValueError("malformed JSON in array element", line) from None
             element = text[pos:stop]
             if "\n" in element or "\r" in element:
@@ -321,7 +330,10 @@ def iter_records(path: str) -> Iterator[RawRecord]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield RawRecord(
-            path, 1, data[:200].decode("utf-8", "replace"), f"invalid UTF-8: {exc.reason}"
+            path,
+            1,
+            data[:200].decode("utf-8", "replace"),
+            f"invalid UTF-8: {exc.reason} ({ARRAY_REST})",
         )
         return
     elements = split_json_array(text)
@@ -334,4 +346,4 @@ def iter_records(path: str) -> Iterator[RawRecord]:
     except ValueError as exc:
         line = exc.args[1] if len(exc.args) > 1 else 1
         rest = "\n".join(text.split("\n")[line - 1 :]).replace("\n", " ")
-        yield RawRecord(path, line, rest, str(exc.args[0]))
+        yield RawRecord(path, line, rest, f"{exc.args[0]} ({ARRAY_REST})")

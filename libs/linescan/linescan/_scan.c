@@ -48,7 +48,45 @@ typedef struct {
     /* the line's shape: member names, nesting and leaf types, hashed (two 64-bit lanes) */
     uint64_t h1, h2;
     int hashing; /* 0 inside arrays: an array is one leaf, whatever it holds */
+    struct namestack *names; /* the member names of the objects open at this point */
 } parser;
+
+/* Member names of the open objects, innermost last, to refuse a line where one object names
+ * a member twice (contract: `duplicate_member`; the exact parser names it). */
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+} name_ref;
+
+typedef struct namestack {
+    name_ref *items;
+    Py_ssize_t len, cap;
+} namestack;
+
+/* Whether the object whose names start at `base` already holds `name`; else pushes it.
+ * Returns -1 when the stack cannot grow (the caller treats the line as unsure). */
+static int name_seen(namestack *ns, Py_ssize_t base, uint64_t *bloom, const unsigned char *name,
+                     Py_ssize_t n) {
+    /* a 256-bit filter per object: the pairwise check runs only on a likely repeat */
+    unsigned h = (unsigned)(n * 31 + (n ? name[0] * 7 + name[n - 1] * 13 + name[n / 2] : 0)) & 255;
+    uint64_t bit = 1ULL << (h & 63);
+    if (bloom[h >> 6] & bit) {
+        for (Py_ssize_t i = base; i < ns->len; i++)
+            if (ns->items[i].n == n && memcmp(ns->items[i].p, name, n) == 0) return 1;
+    }
+    bloom[h >> 6] |= bit;
+    if (ns->len == ns->cap) {
+        Py_ssize_t cap = ns->cap ? ns->cap * 2 : 64;
+        name_ref *items = realloc(ns->items, cap * sizeof(name_ref));
+        if (!items) return -1;
+        ns->items = items;
+        ns->cap = cap;
+    }
+    ns->items[ns->len].p = name;
+    ns->items[ns->len].n = n;
+    ns->len++;
+    return 0;
+}
 
 enum { T_STRING = 1, T_NUMBER, T_BOOLEAN, T_NULL, T_ARRAY, T_OPEN, T_CLOSE };
 #define NAME_TAG (1ULL << 40) /* keeps a name's length apart from the type codes */
@@ -290,6 +328,8 @@ static inline int after_item(parser *ps, unsigned char closer) {
 static int parse_object(parser *ps, int depth, unsigned active, int step, int *unsure) {
     const keyspec *ks = ps->ks;
     unsigned seen = 0; /* paths whose step-th name occurred in this object */
+    Py_ssize_t base = ps->names->len;
+    uint64_t bloom[4] = {0, 0, 0, 0};
     if (ps->hashing) mix(ps, T_OPEN);
     ps->p++;
     skip_ws(ps);
@@ -304,6 +344,8 @@ static int parse_object(parser *ps, int depth, unsigned active, int step, int *u
         int escaped = 0;
         if (!parse_string(ps, &escaped, unsure)) return 0;
         Py_ssize_t namelen = (ps->p - 1) - name;
+        /* an escaped name may equal another one once decoded: the exact parser decides */
+        if (escaped || name_seen(ps->names, base, bloom, name, namelen) != 0) *unsure = 1;
         if (ps->hashing) mix_name(ps, name, namelen);
         unsigned match = 0;
         if (active) {
@@ -382,6 +424,7 @@ static int parse_object(parser *ps, int depth, unsigned active, int step, int *u
         int next = after_item(ps, '}');
         if (next != 1) {
             if (next && ps->hashing) mix(ps, T_CLOSE);
+            ps->names->len = base;
             return next == 2;
         }
     }
@@ -616,8 +659,12 @@ static int leaves_of(const unsigned char *text, Py_ssize_t len, leafset *ls) {
     ls->n = 0;
     ls->used = 0;
     ls->path_len = 0;
+    namestack names = {NULL, 0, 0}; /* objects inside arrays are parsed by parse_object */
+    ps.names = &names;
     skip_ws(&ps);
-    if (ps.p >= ps.end || *ps.p != '{' || !collect(&ps, ls, 1)) return 0;
+    int ok = ps.p < ps.end && *ps.p == '{' && collect(&ps, ls, 1);
+    free(names.items);
+    if (!ok) return 0;
     skip_ws(&ps);
     if (ps.p != ps.end) return 0;
     qsort(ls->leaves, ls->n, sizeof(leaf), leaf_order);
@@ -889,6 +936,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     int oom = 0;
     int composite = ks.npaths > 1;
     growbuf keydata = {NULL, 0, 0};
+    namestack names = {NULL, 0, 0};
     Py_BEGIN_ALLOW_THREADS;
     const unsigned char *p = data, *end = data + size;
     for (Py_ssize_t i = 0; i < nlines; i++) {
@@ -906,6 +954,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         ps.h1 = 0x243F6A8885A308D3ULL;
         ps.h2 = 0x13198A2E03707344ULL;
         ps.hashing = 1;
+        names.len = 0; /* a line that failed half-way left its names behind */
+        ps.names = &names;
         for (int k = 0; k < ks.npaths; k++) ps.tok_start[k] = -1;
         skip_ws(&ps);
         int unsure = 0;
@@ -955,6 +1005,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         p = stop + 1;
     }
     Py_END_ALLOW_THREADS;
+    free(names.items);
     PyBuffer_Release(&buf);
     if (oom) {
         free(keydata.data);

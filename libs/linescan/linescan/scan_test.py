@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -20,8 +21,31 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member name")  # the contract's `duplicate_member`
+    return obj
+
+
+def _has_duplicate_members(text: str) -> bool:
+    try:
+        exact(text)
+    except ValueError:
+        return True
+    return False
+
+
+def _has_escaped_name(text: str) -> bool:
+    """Whether a member name of the text holds a backslash escape (string tokens in order)."""
+    tokens = re.finditer(r'"((?:[^"\\]|\\.)*)"[ \t\r]*(:?)', text)
+    return any(m.group(2) and "\\" in m.group(1) for m in tokens)
+
+
 def exact(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    return json.loads(
+        text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_members
+    )
 
 
 def canonical(value: Any) -> str:
@@ -124,7 +148,7 @@ def render(obj: Any, rng: random.Random) -> str:
             f"{ws()}{json.dumps(k, ensure_ascii=rng.random() < 0.3)}{ws()}:{ws()}{render(v, rng)}{ws()}"
             for k, v in obj.items()
         ]
-        if obj and rng.random() < 0.1:  # a duplicated member: the last one counts
+        if obj and rng.random() < 0.1:  # a duplicated member: a bad record, never vouched for
             k = rng.choice(list(obj))
             items.insert(0, f"{json.dumps(k)}:{render(obj[k], rng)}")
         return "{" + ",".join(items) + "}"
@@ -158,7 +182,10 @@ def test_valid_records_vouched_for_and_keys_exact(objs: list[dict], rng: random.
         assert len(results) == len(lines)
         for result, text in zip(results, lines, strict=True):
             check_line(result, text, key)
-            assert result["valid"], text  # every valid record without lone surrogates
+            # Every record without lone surrogates, duplicate or escaped member names (the
+            # exact parser decides those) is vouched for.
+            decided_by_parser = _has_duplicate_members(text) or _has_escaped_name(text)
+            assert result["valid"] or decided_by_parser, text
     # A key that is an integer, a string without escapes or a boolean, written once: cut out.
     simple = [f'{{"x":[1,{{"id":0}}],"id":{v},"y":{{"id":"z"}}}}' for v in ("12", '"k"', "true")]
     assert [r["key"] for r in scan("\n".join(simple).encode(), ("id",))] == ["12", '"k"', "true"]
@@ -240,8 +267,8 @@ def test_lines_blank_lines_crlf_and_last_line() -> None:
         ('{"id":-0}', True, None),  # the integer 0: canonically "0", left to the parser
         ('{"id":1.0}', True, None),
         ('{"id":"a\\u0062"}', True, None),  # escapes: left to the parser
-        ('{"i\\u0064":1}', True, None),  # an escaped member name may be the key
-        ('{"id":1,"id":2}', True, None),  # duplicated key member: the last one counts
+        ('{"i\\u0064":1}', False, None),  # an escaped name may repeat another: the parser decides
+        ('{"id":1,"id":2}', False, None),  # a duplicated member: a bad record (the parser names it)
         ('{"id":null}', True, None),
         ('{"id":{"x":1}}', True, None),
         ('{"x":1}', True, None),
@@ -386,3 +413,31 @@ def test_changed_still_answers_for_numbers_doubles_tell_apart() -> None:
     assert linescan.changed(b'{"v":1.5}', b'{"v":1.50}') == []
     assert linescan.changed(b'{"v":1.5}', b'{"v":2.5e0}') == ["v"]
     assert linescan.changed(b'{"v":0.0}', b'{"v":-0}') == []
+
+
+@pytest.mark.parametrize("width", [1, 2, 63, 64, 65, 300, 2000])
+def test_duplicate_member_names_never_vouched_for(width: int) -> None:
+    """Contract §1: two members of one name in one object, at any depth and in objects of any
+    width, make the line bad; the same names in different objects do not."""
+    names = [f"m{i}" for i in range(width)]
+    members = ",".join(f'"{n}":{i}' for i, n in enumerate(names))
+    good = [
+        f'{{"id":1,{members}}}',
+        f'{{"id":1,"x":{{{members}}},"y":{{{members}}}}}',  # the same names in two objects
+        f'{{"id":1,"a":[{{{members}}},{{{members}}}],{members}}}',
+    ]
+    bad = [
+        f'{{"id":1,{members},"{names[0]}":0}}',
+        f'{{"id":1,"x":{{{members},"{names[-1]}":0}}}}',
+        f'{{"id":1,"a":[1,{{"b":[{{{members},"{names[width // 2]}":0}}]}}]}}',
+        f'{{"id":1,{members},"id":2}}',
+        f'{{"id":1,"\\u006d0":9,{members}}}',  # m0 spelled with an escape
+    ]
+    for text in good:
+        (result,) = scan(text.encode(), ("id",))
+        assert result["valid"] and result["key"] == "1", text[:80]
+    for text in bad:
+        (result,) = scan(text.encode(), ("id",))
+        assert not result["valid"] and result["key"] is None, text[:80]
+        with pytest.raises(ValueError):
+            exact(text)

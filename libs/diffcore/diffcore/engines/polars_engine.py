@@ -60,12 +60,12 @@ import polars as pl
 
 import diffcore
 import linescan
-from diffcore import jsonvalue, sources, store
+from diffcore import jsonvalue, records, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
-from diffcore.errors import DiffError, ErrorClass, excerpt
+from diffcore.errors import RECORD_ERRORS, DiffError, ErrorClass, excerpt
 from diffcore.output import BadRecord, RunWriter
-from diffcore.spec import RunSpec, key_value_problem
+from diffcore.spec import RunSpec
 
 ENGINE_NAME = "polars"
 ENGINE_VERSION = f"{diffcore.__version__}+polars{pl.__version__}"
@@ -94,42 +94,20 @@ def _clock() -> tuple[float, float]:
 # Exact parsing (the slow path, and the records whose bytes differ)
 
 
-class _Bad(Exception):
-    def __init__(self, error_class: ErrorClass, message: str) -> None:
-        super().__init__(message)
-        self.error_class = error_class
-        self.message = message
-
-
 def parse_json(text: str | bytes) -> Any:
-    """Parse exactly (`jsonvalue.loads_fast`); raises `_Bad(malformed_json)`."""
-    try:
-        return jsonvalue.loads_fast(text)
-    except RecursionError:
-        raise _Bad(ErrorClass.MALFORMED_JSON, "JSON nested too deeply") from None
-    except ValueError as exc:
-        raise _Bad(ErrorClass.MALFORMED_JSON, f"invalid JSON ({exc})") from None
-
-
-def parse_record(text: str | bytes) -> dict[str, Any]:
-    obj = parse_json(text)
-    if not isinstance(obj, dict):
-        raise _Bad(
-            ErrorClass.NOT_AN_OBJECT, f"record is a JSON {jsonvalue.json_type(obj)}, not an object"
-        )
-    return obj
+    """Parse a text known to be valid (a key token, a record the scanner or `_prepare`
+    vouched for) exactly: `jsonvalue.loads_fast`, members already checked."""
+    return jsonvalue.loads_fast(text, members_checked=True)
 
 
 def key_token(obj: dict[str, Any], key: Sequence[str]) -> str:
-    """The key of a parsed record as text: canonical JSON of each key value, joined."""
-    tokens = []
-    for path in key:
-        value = jsonvalue.get_path(obj, path)
-        problem = key_value_problem(path, value)  # missing, null, an object or an array
-        if problem is not None:
-            raise _Bad(ErrorClass.MISSING_KEY, problem)
-        tokens.append(jsonvalue.canonical_json(value))
-    return _KEY_JOIN.join(tokens)
+    """The key of a parsed record as text: canonical JSON of each key value, joined; raises
+    `records.RecordError(missing_key)`."""
+    return key_token_of(records.key_values(obj, key))
+
+
+def key_token_of(values: Sequence[Any]) -> str:
+    return _KEY_JOIN.join(jsonvalue.canonical_json(value) for value in values)
 
 
 def key_values(token: str, key: Sequence[str]) -> dict[str, Any]:
@@ -307,6 +285,7 @@ class _SideData:
     frame: pl.DataFrame  # k, line, fi, ln (valid records only, after load)
     records_per_file: list[int]
     bad: list[BadRecord] = field(default_factory=list)
+    unreadable_keys: int = 0  # bad records whose key could not be read (contract §6)
     valid_records: int = 0
     hash_unique: bool = False  # the 64-bit hashes of the keys are unique (see _check_duplicates)
     # Schema drift: `leaf path -> JSON types` over every valid record, from the scanner (the
@@ -408,6 +387,7 @@ class PolarsEngine:
                 d=run.counts["d"],
                 unchanged=run.counts["unchanged"],
                 bad_records=len(writer.bad_records),
+                withheld=run.counts["withheld"],
             )
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t_write
             timings["total"] = time.perf_counter() - t0
@@ -459,7 +439,10 @@ class _Run:
         self.spec = spec
         self.tmp = tmp
         self.quarantine = spec.bad_records == "quarantine"
-        self.counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+        self.counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0, "withheld": 0}
+        # Key tokens that a quarantined line of either side still names: no event (§6).
+        self.withheld_keys: set[str] = set()
+        self._held: set[str] = set()  # the withheld keys that a valid record holds
         self.field_counts: Counter[str] = Counter()
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
@@ -491,6 +474,8 @@ class _Run:
                 mf.InputFile(p, n) for p, n in zip(data.files, data.records_per_file, strict=False)
             ),
             records=data.records,
+            bad_records=len(data.bad),
+            unreadable_keys=data.unreadable_keys,
         )
 
     # -----------------------------------------------------------------------------------------
@@ -849,15 +834,17 @@ class _Run:
         ln: int | None,
         raw: str,
     ) -> None:
-        """A bad record: the run fails, or (quarantine) it is set aside."""
+        """A bad record: the run fails, or (quarantine) it is set aside, and the key it still
+        names (`records.readable_key`) gets no event (contract §6)."""
         file = data.files[fi]
-        if not self.quarantine or error_class not in (
-            ErrorClass.MALFORMED_JSON,
-            ErrorClass.NOT_AN_OBJECT,
-            ErrorClass.MISSING_KEY,
-        ):
+        if not self.quarantine or error_class not in RECORD_ERRORS:
             raise DiffError(error_class, message, file=file, line=ln, excerpt=excerpt(raw))
         data.bad.append(BadRecord(error_class.value, message, data.side, file, ln, raw))
+        values = records.key_of_bad_record(raw, message, self.spec.key)
+        if values is None:
+            data.unreadable_keys += 1
+        else:
+            self.withheld_keys.add(key_token_of(values))
 
     def _load_side(self, side: str, location: str, files: list[str]) -> _SideData:
         data = _SideData(side, location, files, pl.DataFrame(), [0] * len(files))
@@ -901,7 +888,7 @@ class _Run:
         )
         errors: list[tuple[int, int, ErrorClass, str, str]] = []
         for fi, ln, raw, msg in pre_bad:
-            errors.append((fi, ln, ErrorClass.MALFORMED_JSON, f"invalid JSON ({msg})", raw))
+            errors.append((fi, ln, ErrorClass.MALFORMED_JSON, f"invalid JSON: {msg}", raw))
         drop: list[int] = []
         fixed_idx: list[int] = []
         fixed_keys: list[str] = []
@@ -911,9 +898,9 @@ class _Run:
                     drop.append(r)  # a blank line
                     continue
                 try:
-                    obj = parse_record(text)
+                    obj = records.parse_object(text)
                     token = key_token(obj, self.spec.key)
-                except _Bad as bad:
+                except records.RecordError as bad:
                     errors.append((fi, ln, bad.error_class, bad.message, text))
                     drop.append(r)
                     continue
@@ -983,6 +970,19 @@ class _Run:
     # -----------------------------------------------------------------------------------------
     # The diff
 
+    def _withhold(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The side's records minus those whose key a quarantined line names (contract §6: a
+        bad record is never a change); `withheld` counts those keys (each once)."""
+        if not self.withheld_keys or frame.height == 0:
+            return frame
+        held = pl.Series(sorted(self.withheld_keys), dtype=pl.String).implode()
+        hit = frame[_KEY].is_in(held)
+        if not hit.any():
+            return frame
+        self._held.update(frame.filter(hit)[_KEY].to_list())
+        self.counts["withheld"] = len(self._held)
+        return frame.filter(~hit)
+
     def _diff(
         self,
         before: _SideData,
@@ -998,7 +998,7 @@ class _Run:
         processes chunk by chunk; each chunk's updates go out with the inserts and deletes whose
         keys sort up to the chunk's last key, so that writing overlaps the comparison."""
         spec = self.spec
-        bf, af = before.frame, after.frame
+        bf, af = self._withhold(before.frame), self._withhold(after.frame)
         t = _clock()
         pairing = _pair_rows(bf, af, before.hash_unique and after.hash_unique)
         self._timed("join", t)

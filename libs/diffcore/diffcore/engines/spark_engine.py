@@ -84,14 +84,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import diffcore
-from diffcore import childpython, jsonvalue, layout, sources, store
+from diffcore import childpython, jsonvalue, layout, records, sources, store
 from diffcore import manifest as mf
 from diffcore.engine import RunResult
 from diffcore.errors import DiffError, ErrorClass, excerpt
 from diffcore.events import event_line_of_key_text
 from diffcore.jsonvalue import canonical_json, get_path, json_type
 from diffcore.output import GZIP_LEVEL, BadRecord, RunWriter, refuse_oversized_event
-from diffcore.spec import SIDES, RunSpec, key_value_problem
+from diffcore.spec import SIDES, RunSpec
 
 try:  # optional accelerator (the `orjson` extra); the standard library is the reference
     import orjson as _orjson
@@ -113,6 +113,8 @@ _ERROR_SAMPLE = 5
 # no record can have), so that one job parses, joins and reports: the join stage passes bad
 # and stats rows through and adds events and one stats row per partition.
 KIND_RECORD, KIND_BAD, KIND_STATS, KIND_JOIN_STATS = 0, 1, 2, 3
+# The key column of a bad row whose key cannot be read: no record's key starts so.
+_UNREADABLE_KEY = "\x00bad "
 KIND_EVENT = 0
 PARSED_SCHEMA = (
     "kind tinyint, side tinyint, key string, text binary, file int, rng int, line bigint, "
@@ -156,14 +158,15 @@ def record_key(obj: Any, key: tuple[str, ...]) -> tuple[ErrorClass | None, str]:
     """(None, canonical JSON of the key object) or (error class, message)."""
     if not isinstance(obj, dict):
         return ErrorClass.NOT_AN_OBJECT, f"record is a JSON {json_type(obj)}, not an object"
-    values = {}
-    for path in key:
-        value = get_path(obj, path)
-        problem = key_value_problem(path, value)  # missing, null, an object or an array
-        if problem is not None:
-            return ErrorClass.MISSING_KEY, problem
-        values[path] = value
-    return None, canonical_json(values)
+    try:
+        return None, key_text(records.key_values(obj, key), key)
+    except records.RecordError as bad:
+        return bad.error_class, bad.message
+
+
+def key_text(values: tuple[Any, ...], key: tuple[str, ...]) -> str:
+    """The key column: canonical JSON of the key object (`{path: value}`)."""
+    return canonical_json(dict(zip(key, values, strict=True)))
 
 
 def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
@@ -182,7 +185,7 @@ def fast_record_key(raw: bytes, key: tuple[str, ...]) -> str | None:
         obj = _orjson.loads(raw)
     except _orjson.JSONDecodeError:
         return None
-    if type(obj) is not dict:
+    if type(obj) is not dict or jsonvalue.hides_duplicate_members(raw, obj):
         return None
     values = {}
     for path in key:
@@ -381,7 +384,7 @@ class _RecordRows:
 def _parse_one(
     task: ReadTask, key: tuple[str, ...], keep_bad: bool, out: _BatchBuilder, schema: Any
 ) -> Iterator[Any]:
-    records = bad = 0
+    n_records = bad = unreadable = 0
     counter = [0]
     errors: list[dict[str, Any]] = []
     side = SIDES[task.side]
@@ -390,7 +393,7 @@ def _parse_one(
     fast_key = fast_record_key
 
     def bad_row(line: int, cls: ErrorClass, message: str, text: str) -> Any:
-        nonlocal bad
+        nonlocal bad, unreadable
         bad += 1
         if len(errors) < _ERROR_SAMPLE:
             errors.append(
@@ -399,10 +402,14 @@ def _parse_one(
         if keep_bad:
             info = json.dumps({"class": cls.value, "message": message})
             raw = text.encode("utf-8", "surrogatepass")
-            # A key no record has (records' keys are JSON objects), spread over partitions.
-            spread = f"\x00bad {task.side}/{task.file}/{task.rng}/{line}"
+            values = records.key_of_bad_record(raw, message, key)
+            if values is None:  # a key no record has (records' keys are JSON objects), spread
+                unreadable += 1
+                row_key = f"{_UNREADABLE_KEY}{task.side}/{task.file}/{task.rng}/{line}"
+            else:  # the key it names: the join stage withholds that key's event (§6)
+                row_key = key_text(values, key)
             return out.add(
-                (KIND_BAD, task.side, spread, raw, task.file, task.rng, line, info), len(raw)
+                (KIND_BAD, task.side, row_key, raw, task.file, task.rng, line, info), len(raw)
             )
         return None
 
@@ -412,7 +419,7 @@ def _parse_one(
                 text = item[1].strip(_JSON_WS)
                 found = fast_key(text, key)
                 if found is not None:
-                    records += 1
+                    n_records += 1
                     keys.append(found)
                     texts.append(text)
                     lines.append(item[0])
@@ -423,23 +430,20 @@ def _parse_one(
                 rec = sources.ndjson_record(task.path, item[0], item[1])
             else:
                 rec = item
-            # The careful path: exact parse, and the error message of the record's problem.
+            # The careful path: exact parse, and the error message of the record's problem
+            # (`diffcore.records`, the same text in every engine).
             if rec.error is not None:
-                b = bad_row(rec.line, ErrorClass.MALFORMED_JSON, rec.error, rec.text)
+                message = f"invalid JSON: {rec.error}"
+                b = bad_row(rec.line, ErrorClass.MALFORMED_JSON, message, rec.text)
             else:
                 try:
-                    value = parse_record(rec.text)
-                except (ValueError, RecursionError) as exc:
-                    b = bad_row(
-                        rec.line, ErrorClass.MALFORMED_JSON, f"invalid JSON: {exc}", rec.text
-                    )
+                    value = records.parse_object(rec.text)
+                    found = key_text(records.key_values(value, key), key)
+                except records.RecordError as problem:
+                    b = bad_row(rec.line, problem.error_class, problem.message, rec.text)
                 else:
-                    cls, found = record_key(value, key)
-                    if cls is not None:
-                        b = bad_row(rec.line, cls, found, rec.text)
-                    else:
-                        records += 1
-                        b = rows.add(found, rec.text.strip().encode("utf-8"), rec.line)
+                    n_records += 1
+                    b = rows.add(found, rec.text.strip().encode("utf-8"), rec.line)
             if b is not None:
                 yield b
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -455,7 +459,13 @@ def _parse_one(
     b = rows.flush()
     if b is not None:
         yield b
-    stats = {"records": records, "bad": bad, "lines": counter[0], "errors": errors}
+    stats = {
+        "records": n_records,
+        "bad": bad,
+        "unreadable_keys": unreadable,
+        "lines": counter[0],
+        "errors": errors,
+    }
     b = out.add((KIND_STATS, task.side, None, None, task.file, task.rng, None, json.dumps(stats)))
     if b is not None:
         yield b
@@ -480,20 +490,33 @@ def join_partition(batches: Iterable[Any], run_date: str, ignore: tuple[str, ...
     schema = _arrow_schema(JOINED_SCHEMA)
     out = _BatchBuilder(schema, tuple(schema.names))
     joiner = _Joiner(run_date, ignore, out)
-    records = []
+    batches_kept = []
+    withheld: set[str] = set()  # keys a bad row still names: no event for them (§6)
     for batch in batches:
         is_record = pc.equal(batch.column("kind"), KIND_RECORD)
         if not pc.all(is_record).as_py():
             for r in batch.filter(pc.invert(is_record)).to_pylist():
+                k = r["key"]
+                if r["kind"] == KIND_BAD and not k.startswith(_UNREADABLE_KEY):
+                    withheld.add(k)
                 b = out.add(_passed_through(r), 0 if r["text"] is None else len(r["text"]))
                 if b is not None:
                     yield b
             batch = batch.filter(is_record)
         if batch.num_rows:
-            records.append(batch)
-    if records:
-        table = pa.Table.from_batches(records)
-        del records
+            batches_kept.append(batch)
+    if batches_kept:
+        table = pa.Table.from_batches(batches_kept)
+        del batches_kept
+        if withheld:  # the records of a withheld key leave the join (each key counted once)
+            held = pc.is_in(table.column("key"), value_set=pa.array(sorted(withheld), pa.string()))
+            gone = table.filter(held)
+            joiner.counts["withheld"] += len(pc.unique(gone.column("key")))
+            for text, side in zip(
+                gone.column("text").to_pylist(), gone.column("side").to_pylist(), strict=True
+            ):
+                joiner.leaves(text, side)  # still valid records: their types count (drift)
+            table = table.filter(pc.invert(held))
         table = table.take(pc.sort_indices(table, [("key", "ascending"), ("side", "ascending")]))
         yield from joiner.rows(_without_unchanged_pairs(table.combine_chunks(), joiner.counts))
     b = out.add((KIND_JOIN_STATS, None, None, json.dumps(joiner.stats()), None, None, None, None))
@@ -546,7 +569,7 @@ class _Joiner:
 
     def __init__(self, run_date: str, ignore: tuple[str, ...], out: _BatchBuilder) -> None:
         self.run_date, self.ignore, self.out = run_date, ignore, out
-        self.counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+        self.counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0, "withheld": 0}
         self.dups: list[dict[str, Any]] = []
         self.ndups = 0
         self.types: tuple[set[tuple[str, str]], set[tuple[str, str]]] = (set(), set())
@@ -581,7 +604,8 @@ class _Joiner:
     def leaves(self, text: bytes, side: int) -> dict[str, Any]:
         """The record's leaves (exact parse), its leaf types added to the side's."""
         out: dict[str, Any] = {}
-        jsonvalue.leaves_into(parse_record(text), "", out)
+        # (every row passed `fast_record_key` or the careful path: members checked)
+        jsonvalue.leaves_into(jsonvalue.loads_fast(text, members_checked=True), "", out)
         self.types[side].update(jsonvalue.types_of_leaves(out).items())
         return out
 
@@ -913,7 +937,11 @@ class SparkEngine:
                 join_stats.append(json.loads(r["info"]))
         clock.lap("parse_join")
         offsets, per_file, bad_total = self._check_parse(spec, files, stats)
-        counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0}
+        bad_per_side, unreadable = [0, 0], [0, 0]
+        for side, _file, _rng, s in stats:
+            bad_per_side[side] += s["bad"]
+            unreadable[side] += s["unreadable_keys"]
+        counts = {"c": 0, "u": 0, "d": 0, "unchanged": 0, "withheld": 0}
         dups: list[dict[str, Any]] = []
         ndups = 0
         for s in join_stats:
@@ -973,8 +1001,8 @@ class SparkEngine:
             engine=mf.Engine(ENGINE_NAME, self.version),
             key=spec.key,
             ignored=spec.ignore,
-            before=self._side(spec.before, files[0], per_file[0]),
-            after=self._side(spec.after, files[1], per_file[1]),
+            before=self._side(spec.before, files[0], per_file[0], bad_per_side[0], unreadable[0]),
+            after=self._side(spec.after, files[1], per_file[1], bad_per_side[1], unreadable[1]),
             counts=mf.Counts(bad_records=bad_total if keep_bad else 0, **counts),
             files=tuple(data_files),
             schema_drift=drift,
@@ -1048,13 +1076,16 @@ class SparkEngine:
         offsets: dict[str, int] = {}
         running: dict[tuple[int, int], int] = {}
         per_file = [[0] * len(f) for f in files]
+        valid = [0, 0]
         bad_total = 0
         candidates: list[tuple[tuple[int, int, int, int], dict, int, int, int | None]] = []
         for side, file, rng, s in stats:
             base = running.get((side, file), 0)
             offsets[f"{side}/{file}/{rng}"] = base
             running[(side, file)] = base + s["lines"]
-            per_file[side][file] += s["records"]
+            # A file's records: every non-blank line, bad ones included (as every engine).
+            per_file[side][file] += s["records"] + s["bad"]
+            valid[side] += s["records"]
             bad_total += s["bad"]
             for e in s["errors"]:
                 line = None if e["line"] is None else e["line"] + base
@@ -1074,7 +1105,7 @@ class SparkEngine:
                 excerpt=e["excerpt"],
             )
         for side, name in enumerate(SIDES):
-            if files[side] and sum(per_file[side]) == 0 and name not in spec.allow_empty:
+            if files[side] and valid[side] == 0 and name not in spec.allow_empty:
                 raise DiffError(
                     ErrorClass.EMPTY_SNAPSHOT,
                     f"the {name} snapshot has no records ({len(files[side])} file(s))",
@@ -1141,11 +1172,15 @@ class SparkEngine:
         )
 
     @staticmethod
-    def _side(location: str, paths: tuple[str, ...], counts: list[int]) -> mf.InputSide:
+    def _side(
+        location: str, paths: tuple[str, ...], counts: list[int], bad: int, unreadable: int
+    ) -> mf.InputSide:
         return mf.InputSide(
             location=location,
             files=tuple(mf.InputFile(p, n) for p, n in zip(paths, counts, strict=False)),
             records=sum(counts),
+            bad_records=bad,
+            unreadable_keys=unreadable,
         )
 
     @staticmethod
