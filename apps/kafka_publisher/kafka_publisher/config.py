@@ -21,6 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from diffcore import layout
+from kafka_publisher import msk_iam
 from kafka_publisher.errors import ConfigError
 
 PROP_PREFIX = "KAFKA_PROP_"
@@ -81,6 +82,9 @@ _SENSITIVE_WORDS = re.compile(
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+# KAFKA_AUTH: "credentials" (a SASL username/password from the environment or KAFKA_SECRET_ARN,
+# or none) or "iam" (Amazon MSK IAM: SASL/OAUTHBEARER tokens signed with the task role, msk_iam.py).
+AUTH_MODES = ("credentials", "iam")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_WORKERS = layout.MAX_PUBLISH_WORKERS  # PUBLISH_WORKERS: processes publishing files side by side
 _TRUE = {"1", "true", "yes", "on"}
@@ -107,6 +111,8 @@ class Config:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     secret_arn: str | None = None
+    auth: str = "credentials"
+    aws_region: str | None = None  # KAFKA_AUTH=iam: the cluster's region (signs the tokens)
     kafka_props: Mapping[str, str] = field(default_factory=dict, repr=False)
     run_date: str | None = None
     timezone: str = "UTC"
@@ -137,6 +143,8 @@ class Config:
             conf["sasl.username"] = self.username
         if self.password is not None:
             conf["sasl.password"] = self.password
+        if self.auth == "iam":
+            conf.update(msk_iam.producer_settings(self.aws_region or ""))
         conf.update(self.kafka_props)
         conf.update(FIXED_PRODUCER_CONFIG)
         return conf
@@ -159,6 +167,8 @@ class Config:
             "username": None if self.username is None else REDACTED,
             "password": None if self.password is None else REDACTED,
             "secret_arn": self.secret_arn,
+            "auth": self.auth,
+            "aws_region": self.aws_region,
             "kafka_props": {
                 k: (REDACTED if is_sensitive(k) else v) for k, v in sorted(self.kafka_props.items())
             },
@@ -318,6 +328,14 @@ def load_config(
         raise ConfigError(
             "Kafka credentials are set but KAFKA_SECURITY_PROTOCOL is not SASL_SSL/SASL_PLAINTEXT"
         )
+    auth = (env.get("KAFKA_AUTH", "").strip() or "credentials").lower()
+    aws_region = None
+    if auth not in AUTH_MODES:
+        raise ConfigError(f"KAFKA_AUTH must be one of {', '.join(AUTH_MODES)}, got {auth!r}")
+    if auth == "iam":
+        security_protocol, sasl_mechanism, aws_region = _iam_settings(
+            env, security_protocol, sasl_mechanism, credentials=username is not None
+        )
     topic = env.get("KAFKA_TOPIC", "").strip() or None
     if topic is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
         raise ConfigError(f"KAFKA_TOPIC {topic!r} is not a valid topic name")
@@ -331,6 +349,8 @@ def load_config(
         username=username,
         password=password,
         secret_arn=secret_arn,
+        auth=auth,
+        aws_region=aws_region,
         kafka_props=kafka_props(env),
         run_date=run_date,
         timezone=tz_name,
@@ -339,6 +359,39 @@ def load_config(
         publish_workers=_workers(env),
         accept_unreadable_keys=_flag(env, "ACCEPT_UNREADABLE_KEYS"),
     )
+
+
+def _iam_settings(
+    env: Mapping[str, str],
+    security_protocol: str | None,
+    sasl_mechanism: str | None,
+    credentials: bool,
+) -> tuple[str, str, str]:
+    """KAFKA_AUTH=iam: (security protocol, mechanism, region), checked. The region is
+    KAFKA_IAM_REGION, else the task's own (AWS_REGION, which ECS sets, or AWS_DEFAULT_REGION)."""
+    if credentials:
+        raise ConfigError(
+            "KAFKA_AUTH=iam authenticates with the task role: unset KAFKA_USERNAME/KAFKA_PASSWORD "
+            "and KAFKA_SECRET_ARN"
+        )
+    if security_protocol not in (None, msk_iam.SECURITY_PROTOCOL):
+        raise ConfigError("KAFKA_AUTH=iam needs KAFKA_SECURITY_PROTOCOL=SASL_SSL (or unset)")
+    if sasl_mechanism not in (None, msk_iam.SASL_MECHANISM):
+        raise ConfigError("KAFKA_AUTH=iam needs KAFKA_SASL_MECHANISM=OAUTHBEARER (or unset)")
+    region = next(
+        (
+            env[name].strip()
+            for name in ("KAFKA_IAM_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+            if env.get(name, "").strip()
+        ),
+        "",
+    )
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        raise ConfigError(
+            f"KAFKA_AUTH=iam needs the cluster's region (KAFKA_IAM_REGION or AWS_REGION), "
+            f"got {region!r}"
+        )
+    return msk_iam.SECURITY_PROTOCOL, msk_iam.SASL_MECHANISM, region
 
 
 def require_kafka(config: Config) -> None:
