@@ -84,6 +84,14 @@ _FIELD_RE = re.compile(r"^[^,\s]+$")
 _VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+# arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (MSK; the uuid may end in -<n>)
+_MSK_CLUSTER_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:kafka:(?P<region>[a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9-]{1,64}/[0-9a-f-]+$"
+)
+# kafka_auth: SASL credentials from a secret, or Amazon MSK IAM (SASL/OAUTHBEARER, no secret).
+KAFKA_AUTH_MODES = ("credentials", "iam")
+# MSK's IAM listeners: 9098 inside the VPC, 9198 public access.
+MSK_IAM_PORTS = (9098, 9198)
 _ECR_URI_RE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repo>[a-z0-9._/-]+?)(?::(?P<tag>[\w.-]+)|@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -191,6 +199,10 @@ class PipelineConfig:
     kafka_ports: tuple[int, ...] = (9092, 9094, 9096)
     kafka_broker_cidr: str = "0.0.0.0/0"
     kafka_secret_arn: str = ""
+    # "credentials": KAFKA_USERNAME/KAFKA_PASSWORD from the secret; "iam": MSK IAM, the task role
+    # signs SASL/OAUTHBEARER tokens and gets kafka-cluster:* on msk_cluster_arn and kafka_topic.
+    kafka_auth: str = "credentials"
+    msk_cluster_arn: str = ""
     kafka_secret_kms_key_arn: str = ""  # the imported secret's customer-managed key, if any
     # Publisher task
     publisher_image_uri: str = ""
@@ -259,10 +271,21 @@ class PipelineConfig:
 
     @property
     def uses_sasl(self) -> bool:
-        """SASL_SSL / SASL_PLAINTEXT: the task gets KAFKA_USERNAME / KAFKA_PASSWORD from the
-        secret. Other protocols get no credentials (the publisher refuses credentials without
+        """SASL_SSL / SASL_PLAINTEXT with kafka_auth=credentials: the task gets KAFKA_USERNAME /
+        KAFKA_PASSWORD from the secret (with kafka_auth=iam the task role signs, no secret). Other protocols get no credentials (the publisher refuses credentials without
         SASL), and no secret is created."""
-        return self.kafka_security_protocol.startswith("SASL")
+        return self.kafka_auth != "iam" and self.kafka_security_protocol.startswith("SASL")
+
+    @property
+    def msk_region(self) -> str:
+        """The region of `msk_cluster_arn` (the publisher signs its tokens for it)."""
+        found = _MSK_CLUSTER_ARN_RE.match(self.msk_cluster_arn)
+        return found["region"] if found else ""
+
+    @property
+    def msk_topic_arn(self) -> str:
+        """`arn:...:topic/<cluster name>/<cluster uuid>/<kafka_topic>` (IAM's topic resource)."""
+        return self.msk_cluster_arn.replace(":cluster/", ":topic/", 1) + f"/{self.kafka_topic}"
 
     @property
     def creates_vpc(self) -> bool:
@@ -307,6 +330,30 @@ class PipelineConfig:
         if candidate.is_absolute():
             return candidate
         return Path(self.repo_root or find_repo_root()) / candidate
+
+    def _kafka_auth_errors(self) -> list[str]:
+        if self.kafka_auth not in KAFKA_AUTH_MODES:
+            return [f"kafka_auth={self.kafka_auth!r}: one of {', '.join(KAFKA_AUTH_MODES)}"]
+        if self.kafka_auth != "iam":
+            stray = bool(self.msk_cluster_arn)
+            return ["msk_cluster_arn is only used with kafka_auth=iam"] if stray else []
+        err = []
+        if not _MSK_CLUSTER_ARN_RE.match(self.msk_cluster_arn):
+            err.append(
+                f"kafka_auth=iam needs msk_cluster_arn, the cluster's ARN "
+                f"(arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>), got "
+                f"{self.msk_cluster_arn!r}"
+            )
+        if self.kafka_security_protocol != "SASL_SSL":
+            err.append("kafka_auth=iam needs kafka_security_protocol=SASL_SSL")
+        if self.kafka_secret_arn:
+            err.append("kafka_auth=iam takes no kafka_secret_arn (the task role authenticates)")
+        if not set(self.kafka_ports) & set(MSK_IAM_PORTS):
+            err.append(
+                f"kafka_auth=iam: kafka_ports={','.join(map(str, self.kafka_ports))} lacks MSK's "
+                "IAM listener (9098, or 9198 for public access)"
+            )
+        return err
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -446,6 +493,7 @@ class PipelineConfig:
         cidr = _CIDR_RE.match(self.kafka_broker_cidr)
         if not cidr or any(int(o) > 255 for o in cidr.groups()[:4]) or int(cidr[5]) > 32:
             err.append(f"kafka_broker_cidr={self.kafka_broker_cidr!r}: an IPv4 CIDR")
+        err.extend(self._kafka_auth_errors())
         if self.kafka_secret_arn and not self.kafka_security_protocol.startswith("SASL"):
             err.append("kafka_secret_arn is only used with a SASL kafka_security_protocol")
         for key in ("before_kms_key_arn", "after_kms_key_arn", "kafka_secret_kms_key_arn"):

@@ -38,6 +38,7 @@ from constructs import Construct
 from diffcore.layout import PUBLISHED_PREFIX
 from pipeline_infra.config import SCHEDULER_MAX_EVENT_AGE_SECONDS, ConfigError, PipelineConfig
 from pipeline_infra.diff_stage import role_policy, staging_dir
+from pipeline_infra.msk_access import container_environment, task_role_statements
 from pipeline_infra.storage import FLOW_LOG_PREFIX, Storage
 
 CONTAINER_NAME = "publisher"
@@ -178,6 +179,8 @@ class PublishStage(Construct):
                 resources=[f"{storage.diffs_bucket_arn}/{PUBLISHED_PREFIX}/*"],
             )
         )
+        for statement in task_role_statements(config):  # kafka_auth=iam only
+            self.task_role.add_to_principal_policy(statement)
 
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -212,6 +215,7 @@ class PublishStage(Construct):
                 "KAFKA_SASL_MECHANISM": config.kafka_sasl_mechanism,
                 "TIMEZONE": config.timezone,
                 "PUBLISH_WORKERS": str(config.publisher_workers),
+                **container_environment(config),
             },
             secrets=(
                 {
