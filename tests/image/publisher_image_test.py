@@ -114,5 +114,21 @@ def test_publisher_image_builds_and_publishes_a_day(tmp_path: Path) -> None:
         assert {dict(m.headers())["run_date"] for m in messages} == {RUN_DATE.encode()}
         checkpoints = sorted(p.name for p in (diffs / layout.PUBLISHED_PREFIX / RUN_DATE).iterdir())
         assert checkpoints == sorted(f"{f.name}.json" for f in manifest.files)
+        # The MSK IAM signer (KAFKA_AUTH=iam) is in the image's PEX, for the image's Python.
+        signer = _run(
+            [TOOLS["podman"], *_runtime(), "run", "--rm", "--network", "none", *_limits()]
+            + [
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+                "-e",
+                "PEX_ROOT=/tmp/pex",
+                "-e",
+                "PEX_INTERPRETER=1",
+            ]
+            + [TAG, "-c", "import aws_msk_iam_sasl_signer, confluent_kafka; print('ok')"],
+            timeout=300,
+        )
+        assert (signer.returncode, signer.stdout.strip()) == (0, "ok"), signer.stderr[-3000:]
     finally:
         _run([TOOLS["podman"], "rmi", "--force", TAG], timeout=120)
