@@ -31,6 +31,8 @@ class Number(Fraction):
     """A JSON number with a fraction or exponent: its exact value, and its text as read."""
 
     def __new__(cls, text: str) -> Number:
+        if _exponent_digits(text) > 4:  # 10**exponent: slow past 10**9999, then no memory
+            return HugeNumber(text)
         self = super().__new__(cls, text)
         self.text = text
         return self
@@ -53,6 +55,57 @@ class Number(Fraction):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Number, (self.text,))
+
+
+def _exponent_digits(text: str) -> int:
+    mark = max(text.find("e"), text.find("E"))
+    return 0 if mark < 0 else len(text[mark + 1 :].lstrip("+-").lstrip("0"))
+
+
+def decimal_key(text: str) -> tuple[str, str, int]:
+    """The exact value of a JSON number text as (sign, significant digits, exponent), the
+    digits' trailing zeros moved into the exponent: two texts have the same value exactly
+    when their keys are equal (zero, of any sign, is ("", "", 0))."""
+    mantissa, _, exponent = text.replace("E", "e").partition("e")
+    sign = "-" if mantissa.startswith("-") else ""
+    whole, _, fraction = mantissa.lstrip("-").partition(".")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return ("", "", 0)
+    stripped = digits.rstrip("0")
+    return (sign, stripped, int(exponent or 0) - len(fraction) + len(digits) - len(stripped))
+
+
+class HugeNumber(Number):
+    """A number with an exponent of more than 4 digits: kept as its text and `decimal_key`,
+    never as a Fraction (10**exponent would take seconds, or all memory)."""
+
+    def __new__(cls, text: str) -> Any:
+        self = Fraction.__new__(cls, 0)  # (a stand-in: equality and hashing use `key`)
+        self.text = text
+        self.key = decimal_key(text)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return number_key(self) == number_key(other) if is_number(other) else False
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Fraction)) and not isinstance(value, bool)
+
+
+def number_key(value: Any) -> tuple[str, str, int]:
+    """`decimal_key` of any number the reference holds (a float stands for its repr)."""
+    if isinstance(value, Number):
+        return decimal_key(value.text)
+    if isinstance(value, float):
+        return decimal_key(repr(value))
+    if isinstance(value, int):
+        return decimal_key(str(value))
+    raise TypeError(f"not a JSON number text: {value!r}")
 
 
 def loads(text: str | bytes) -> Any:
@@ -120,8 +173,9 @@ def norm(value: Any) -> Any:
         return None
     kind = json_type(value)
     if kind == "number":
-        # A Python float stands for the JSON text json.dumps writes for it (its repr).
-        return (kind, Fraction(repr(value)) if isinstance(value, float) else Fraction(value))
+        if isinstance(value, Fraction) and not isinstance(value, Number):
+            return (kind, value)  # (a computed Fraction, never a parsed number)
+        return (kind, number_key(value))  # exact decimal value, from the text as read
     if kind == "array":
         return (kind, tuple(norm(item) for item in value))
     if kind == "object":

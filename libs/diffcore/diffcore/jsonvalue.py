@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 JSONValue = Any  # dict | list | str | int | float | bool | None
@@ -30,9 +30,50 @@ class Number(Decimal):
     text: str
 
     def __new__(cls, text: str) -> Number:
-        self = super().__new__(cls, text)
+        try:
+            self = super().__new__(cls, text)
+        except InvalidOperation:  # an exponent beyond what a Decimal holds (~10**18)
+            return _huge_number(text)
         self.text = text
         return self
+
+
+_NUMBER_PARTS = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?[eE]([-+]?[0-9]+)")
+
+
+class HugeNumber(Number):
+    """A number whose exponent is beyond a Decimal's (`1e<400 digits>`): compared and hashed
+    by its exact value, kept as (sign, significant digits, exponent), never equal to a number
+    of another size (none can be: it is not zero, and every other number fits a Decimal)."""
+
+    __slots__ = ("key",)
+    key: tuple[str, str, int]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HugeNumber) and self.key == other.key
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("HugeNumber", self.key))
+
+
+def _huge_number(text: str) -> Number:
+    match = _NUMBER_PARTS.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a JSON number: {text[:40]}")
+    sign, whole, fraction, exponent = match.groups()
+    digits = (whole + (fraction or "")).lstrip("0")
+    if not digits:  # zero, whatever its exponent
+        zero = Decimal.__new__(Number, f"{sign}0")
+        zero.text = text
+        return zero
+    trailing = len(digits) - len(digits.rstrip("0"))
+    huge = Decimal.__new__(HugeNumber, f"{sign}Infinity")  # (a stand-in: eq/hash use `key`)
+    huge.text = text
+    huge.key = (sign, digits.rstrip("0"), int(exponent) - len(fraction or "") + trailing)
+    return huge
 
 
 # The declared nesting limit (contract §1: at least 256): a record with more levels of arrays

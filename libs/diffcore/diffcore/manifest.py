@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from diffcore import CONTRACT_VERSION
+from diffcore.jsonvalue import escape_lone_surrogates
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ class Manifest:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        # A leaf path may hold a lone surrogate (a member name read from "\\ud800"): written
+        # as its escape, as in the events (contract §1), so the text is UTF-8.
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        return escape_lone_surrogates(text) + "\n"
 
     def file(self, name: str) -> DataFile | None:
         return next((f for f in self.files if f.name == name), None)
