@@ -8,8 +8,8 @@ how to give it. Each of these would otherwise deploy "successfully" and fail lat
   fails during `cdk deploy`, after the rest of the stack is half created;
 * `kafka_bootstrap_servers`: the publisher exits 11 (configuration) every night;
 * the broker network: either the brokers' VPC (`vpc_id`) or where they are (`kafka_broker_cidr`,
-  given explicitly): the default security group egress to 0.0.0.0/0 is a placeholder, and a task
-  in a created VPC reaches only brokers on the Internet;
+  given explicitly): the default security group egress to 0.0.0.0/0 is a placeholder (a created
+  VPC's task then reaches the brokers through routes the operator adds, or NAT / a public IP);
 * an alarm subscriber (`alarm_email`): alarms fire into a topic nobody reads.
 
 `mode=placeholder` synthesizes without these checks (tests, reading the template); its stack is
@@ -47,7 +47,8 @@ def deploy_problems(config: PipelineConfig, given: Collection[str]) -> list[str]
         problems.append(
             "no broker network: pass -c vpc_id=vpc-... (the brokers' VPC; with "
             "-c subnet_ids=subnet-...,subnet-... for the task) or -c kafka_broker_cidr=<the "
-            "brokers' CIDR> (0.0.0.0/0 only for brokers reached over the Internet)"
+            "brokers' CIDR> for the created VPC (reached through routes you add, or with "
+            "-c nat_gateways=1 / -c assign_public_ip=true for brokers on the Internet)"
         )
     if not config.alarm_email:
         problems.append(
