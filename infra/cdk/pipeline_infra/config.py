@@ -83,6 +83,7 @@ _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 _FIELD_RE = re.compile(r"^[^,\s]+$")
 _VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 # arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (MSK; the uuid may end in -<n>)
 _MSK_CLUSTER_ARN_RE = re.compile(
@@ -198,6 +199,9 @@ class PipelineConfig:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_ports: tuple[int, ...] = (9092, 9094, 9096)
     kafka_broker_cidr: str = "0.0.0.0/0"
+    # The brokers' security group (in vpc_id): the task may reach it, and it gets an ingress
+    # rule from the task's security group on kafka_ports.
+    kafka_broker_security_group_id: str = ""
     kafka_secret_arn: str = ""
     # "credentials": KAFKA_USERNAME/KAFKA_PASSWORD from the secret; "iam": MSK IAM, the task role
     # signs SASL/OAUTHBEARER tokens and gets kafka-cluster:* on msk_cluster_arn and kafka_topic.
@@ -539,6 +543,13 @@ class PipelineConfig:
                 err.append(f"subnet_ids: {subnet!r} is not subnet-xxxxxxxx")
         if not 0 <= self.nat_gateways <= 2:
             err.append("nat_gateways: 0, 1 or 2 (used only when the VPC is created)")
+        if self.kafka_broker_security_group_id and not (
+            _SECURITY_GROUP_RE.match(self.kafka_broker_security_group_id) and self.vpc_id
+        ):
+            err.append(
+                f"kafka_broker_security_group_id={self.kafka_broker_security_group_id!r}: the "
+                "brokers' security group (sg-...), in the VPC given by vpc_id"
+            )
         if self.vpc_id and self.nat_gateways:
             err.append("nat_gateways applies to a created VPC only; drop it with vpc_id")
         if self.alarm_email and not _EMAIL_RE.match(self.alarm_email):

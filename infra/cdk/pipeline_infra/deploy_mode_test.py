@@ -96,3 +96,45 @@ def test_deploy_mode_synth_stages_the_pex_in_the_image_context(tmp_path: Path) -
     ).read_bytes() == pex.read_bytes()
     # The Dockerfile COPYs exactly the staged path.
     assert "COPY apps.kafka_publisher/kafka_publisher.pex" in (folder / "Dockerfile").read_text()
+
+
+BROKER_SG = "sg-0123456789abcdef0"
+
+
+def test_the_brokers_security_group_lets_the_task_in() -> None:
+    from pipeline_infra.testing import VPC_ENV, render, synth
+
+    s = synth(
+        {
+            "vpc_id": "vpc-0123456789abcdef0",
+            "subnet_ids": "subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2",
+            "kafka_ports": "9096,9098",
+            "kafka_broker_security_group_id": BROKER_SG,
+        },
+        env=VPC_ENV,
+    )
+    task_sg = s.logical_id(s.stack.publish.security_group)
+    ingress = sorted(
+        (r["Properties"]["FromPort"], r["Properties"]["ToPort"])
+        for r in s.resources("AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == BROKER_SG
+        and render(r["Properties"]["SourceSecurityGroupId"]) == f"${{{task_sg}.GroupId}}"
+        and r["Properties"]["IpProtocol"] == "tcp"
+    )
+    assert ingress == [(9096, 9096), (9098, 9098)]
+    to_brokers = sorted(
+        r["Properties"]["FromPort"]
+        for r in s.resources("AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"].get("DestinationSecurityGroupId") == BROKER_SG
+        and render(r["Properties"]["GroupId"]) == f"${{{task_sg}.GroupId}}"
+    )
+    assert to_brokers == [9096, 9098]
+
+
+def test_the_brokers_security_group_needs_the_vpc() -> None:
+    with pytest.raises(ConfigError, match="kafka_broker_security_group_id='sg-0123456789abcdef0'"):
+        PipelineConfig.from_mapping({"kafka_broker_security_group_id": BROKER_SG})
+    with pytest.raises(ConfigError, match="kafka_broker_security_group_id='sg-x'"):
+        PipelineConfig.from_mapping(
+            {"vpc_id": "vpc-0123456789abcdef0", "kafka_broker_security_group_id": "sg-x"}
+        )

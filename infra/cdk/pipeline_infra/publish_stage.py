@@ -91,6 +91,8 @@ class PublishStage(Construct):
                 ec2.Port.tcp(port),
                 f"Kafka brokers, port {port}",
             )
+        if config.kafka_broker_security_group_id:
+            self._broker_security_group(config)
 
         if config.creates_vpc:
             self.endpoints = self._interface_endpoints(self.vpc)  # type: ignore[arg-type]
@@ -313,6 +315,21 @@ class PublishStage(Construct):
         )
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _broker_security_group(self, config: PipelineConfig) -> None:
+        """The brokers' security group lets the task in on the Kafka ports, and the task may
+        reach it (an AWS::EC2::SecurityGroupIngress in this stack; the group is not changed
+        otherwise)."""
+        brokers = ec2.SecurityGroup.from_security_group_id(
+            self, "BrokerSecurityGroup", config.kafka_broker_security_group_id, mutable=True
+        )
+        for port in config.kafka_ports:
+            self.security_group.add_egress_rule(
+                brokers, ec2.Port.tcp(port), f"Kafka brokers' security group, port {port}"
+            )
+            brokers.add_ingress_rule(
+                self.security_group, ec2.Port.tcp(port), f"diffs publisher task, port {port}"
+            )
+
     def _network(self, storage: Storage) -> tuple[ec2.IVpc, list[ec2.ISubnet]]:
         config = self.config
         if config.creates_vpc:
