@@ -100,7 +100,22 @@ def _engine_cmd(extra: list[str]) -> Callable[[generate.Dataset, Path, str], lis
     return cmd
 
 
-def tools(engine_extra: list[str]) -> dict[str, Tool]:
+def _baseline_cmd(
+    extra: list[str], baseline: Path | None
+) -> Callable[[generate.Dataset, Path, str], list[str]]:
+    """The engine of another checkout (`--baseline`, see `bench.diff.baseline`): its diffcore
+    and its C scanner first on PYTHONPATH, for a before/after comparison in one run."""
+
+    def cmd(ds: generate.Dataset, out: Path, run_date: str) -> list[str]:
+        if baseline is None:
+            raise SystemExit("the `baseline` tool needs --baseline DIR (bench.diff.baseline)")
+        path = os.pathsep.join(str(baseline / p) for p in ("libs/diffcore", "libs/linescan", "."))
+        return ["env", f"PYTHONPATH={path}", *_engine_cmd(extra)(ds, out, run_date)]
+
+    return cmd
+
+
+def tools(engine_extra: list[str], baseline: Path | None = None) -> dict[str, Tool]:
     return {
         t.name: t
         for t in [
@@ -108,6 +123,11 @@ def tools(engine_extra: list[str]) -> dict[str, Tool]:
                 "engine",
                 "diffcore CLI (`python -m diffcore diff ... --quiet --json`)",
                 _engine_cmd(engine_extra),
+            ),
+            Tool(
+                "baseline",
+                "the same CLI from the --baseline checkout (before/after a change)",
+                _baseline_cmd(engine_extra, baseline),
             ),
             Tool(
                 "floor",
@@ -388,6 +408,9 @@ def targets(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"engine/floor = {floor:.2f} (target < 1): {'MET' if floor < 1 else 'MISSED'}"
             )
+    base = ratio(results, "engine", "baseline")
+    if base is not None:
+        out.append(f"engine/baseline = {base:.2f} (the --baseline checkout, same run)")
     rss = eng["peak_rss_bytes"]
     if n <= SMALL_RUN:
         out.append(
@@ -491,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra argument for the engine CLI (repeatable)",
     )
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="a checkout made by `python -m bench.diff.baseline` (the `baseline` tool)",
+    )
     ap.add_argument("--run-date", default=dt.date.today().isoformat())
     ap.add_argument("--results", default=str(RESULTS), help="folder of the results JSON")
     ap.add_argument("--no-results", action="store_true", help="write no results JSON")
@@ -504,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.render:
         return render(a.render, a.readme)
 
-    all_tools = tools(a.engine_arg)
+    all_tools = tools(a.engine_arg, Path(a.baseline) if a.baseline else None)
     names = [n.strip() for n in a.tools.split(",") if n.strip()]
     unknown = [n for n in names if n not in all_tools]
     if unknown:
@@ -601,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs[name].append(r)
             if r.ok:
-                if name == "engine":
+                if name in ("engine", "baseline"):  # the diffcore CLI, now and at --baseline
                     counts, info = engine_counts(r, out, a.run_date)
                 else:
                     counts, info = tool_counts(r)

@@ -5,7 +5,7 @@ Each example is a before and an after file of NDJSON lines drawn from hostile fo
 every shape and magnitude (`1e400`, `-0`, `0.10000000000000001`, 40-digit integers,
 `123e-10000000`), strings with escapes and lone surrogates, nesting up to and past the declared
 depth, key values of every JSON type or missing, and broken lines (trailing commas, a BOM in
-the middle, invalid UTF-8, `NaN`, unbalanced brackets). Both engines run it in quarantine mode
+the middle, invalid UTF-8, `NaN`, unbalanced brackets, members named twice). Both engines run it in quarantine mode
 and in fail mode; they must agree on the outcome (the error class and line, or the events as
 bytes, the bad records' reasons and lines, and the counts).
 """
@@ -40,6 +40,8 @@ BROKEN = [
     b'{"id":1,"v":1,}', b'{"id":2,"v":[1,2,]}', b'{"id":3,\xef\xbb\xbf"v":1}', b'{"id":4,"v":NaN}',
     b'{"id":5,"v":"\xff\xfe"}', b'{"id":6,"v":[1}', b'{"id":7 "v":1}', b"[1,2]", b"null", b'"x"',
     b'{"id":8,"v":Infinity}', b'{"id":9,"v":01}', b'{"id":10,"v":"\t"}',
+    b'{"id":11,"v":1,"v":2}', b'{"id":12,"o":{"a":1,"\\u0061":2}}', b'{"id":1,"id":1}',
+    b'{"id":13,"a":[{"b":1},{"b":2,"b":3}]}', b'{id:14}', b'{"id":15,"v":"x"}}',
 ]  # fmt: skip
 
 
@@ -121,8 +123,11 @@ def _outcome(engine: Any, before: list[bytes], after: list[bytes], mode: str) ->
         if manifest.get("bad_records_file"):
             for raw in (folder / manifest["bad_records_file"]).read_text().splitlines():
                 record = json.loads(raw)
-                bad.append((record["reason"], record["side"], record["line"]))
-        return ("ok", events, sorted(bad), manifest["counts"])
+                bad.append((record["reason"], record["side"], record["line"], record["message"]))
+        unreadable = {
+            side: manifest["inputs"][side]["unreadable_keys"] for side in ("before", "after")
+        }
+        return ("ok", events, sorted(bad), manifest["counts"], unreadable)
 
 
 @pytest.fixture(scope="module")
