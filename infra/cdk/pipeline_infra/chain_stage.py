@@ -117,9 +117,7 @@ class ChainStage(Construct):
                         platform_version="LATEST",
                         network_configuration=events.CfnRule.NetworkConfigurationProperty(
                             aws_vpc_configuration=events.CfnRule.AwsVpcConfigurationProperty(
-                                subnets=[s.subnet_id for s in publish.subnets],
-                                security_groups=[publish.security_group.security_group_id],
-                                assign_public_ip="ENABLED" if config.public_ip else "DISABLED",
+                                **publish.task_network(config)
                             )
                         ),
                     ),

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Annotations, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
@@ -287,9 +288,7 @@ class PublishStage(Construct):
                     platform_version="LATEST",
                     network_configuration=scheduler.CfnSchedule.NetworkConfigurationProperty(
                         awsvpc_configuration=scheduler.CfnSchedule.AwsVpcConfigurationProperty(
-                            subnets=[s.subnet_id for s in self.subnets],
-                            security_groups=[self.security_group.security_group_id],
-                            assign_public_ip="ENABLED" if config.public_ip else "DISABLED",
+                            **self.task_network(config)
                         )
                     ),
                 ),
@@ -304,6 +303,15 @@ class PublishStage(Construct):
         )
         # The role is ordered by its GetAtt already; its policy (RunTask, PassRole) is not.
         self.schedule.node.add_dependency(role_policy(scheduler_role))
+
+    def task_network(self, config: PipelineConfig) -> dict[str, Any]:
+        """The task's awsvpc settings, the same for every trigger (the 02:00 schedule and the
+        chained rule): subnets, security group, a public IP only when asked."""
+        return {
+            "subnets": [s.subnet_id for s in self.subnets],
+            "security_groups": [self.security_group.security_group_id],
+            "assign_public_ip": "ENABLED" if config.public_ip else "DISABLED",
+        }
 
     @property
     def task_definition_arn_prefix(self) -> str:
