@@ -215,6 +215,9 @@ class PipelineConfig:
     publisher_cpu: int = 512
     publisher_memory_mib: int = 1024
     publisher_workers: int = 1  # PUBLISH_WORKERS: processes publishing files side by side
+    # ACCEPT_UNREADABLE_KEYS: publish a day whose after snapshot had bad lines with unreadable
+    # keys (contract §6; the publisher refuses such a day with exit 14 otherwise).
+    publisher_accept_unreadable_keys: bool = False
     cluster_name: str = ""
     # Network
     vpc_id: str = ""

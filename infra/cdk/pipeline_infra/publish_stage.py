@@ -218,6 +218,7 @@ class PublishStage(Construct):
                 "KAFKA_SASL_MECHANISM": config.kafka_sasl_mechanism,
                 "TIMEZONE": config.timezone,
                 "PUBLISH_WORKERS": str(config.publisher_workers),
+                "ACCEPT_UNREADABLE_KEYS": str(config.publisher_accept_unreadable_keys).lower(),
                 **container_environment(config),
             },
             secrets=(

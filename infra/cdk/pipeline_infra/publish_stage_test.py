@@ -27,6 +27,7 @@ ENV_NAMES = {
     "KAFKA_SASL_MECHANISM",
     "TIMEZONE",
     "PUBLISH_WORKERS",
+    "ACCEPT_UNREADABLE_KEYS",  # false by default: a day with unreadable keys is refused
     "TMPDIR",  # the scratch volume: the root filesystem is read-only
     "PEX_ROOT",
 }
@@ -73,6 +74,7 @@ def test_environment_names_and_values(synth: Synth) -> None:
     assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert env["TIMEZONE"] == "UTC"
     assert env["PUBLISH_WORKERS"] == "1"  # publisher_workers: files one after the other
+    assert env["ACCEPT_UNREADABLE_KEYS"] == "false"  # contract §6: refused unless asked
 
 
 def test_credentials_are_ecs_secrets_never_environment(synth: Synth) -> None:
@@ -154,6 +156,7 @@ def test_imported_secret_image_and_cluster() -> None:
     assert render(env["DIFFS_LOCATION"]) == "s3://acme-diffs"
     # publisher_workers=2 on a 2 vCPU task: two publishing processes, one producer each
     assert env["PUBLISH_WORKERS"] == "2"
+    assert env["ACCEPT_UNREADABLE_KEYS"] == "true"  # publisher_accept_unreadable_keys=true
     task = variant.one("AWS::ECS::TaskDefinition")[1]["Properties"]
     assert (task["Cpu"], task["Memory"]) == ("2048", "4096")
     schedule = variant.raw["Resources"][variant.logical_id(variant.stack.publish.schedule)]

@@ -194,6 +194,7 @@ IMPORTS_CONTEXT: dict[str, Any] = {
     "publisher_cpu": "2048",
     "publisher_memory_mib": "4096",
     "publisher_workers": "2",
+    "publisher_accept_unreadable_keys": "true",
     "alarm_email": "data-oncall@example.com",
     "queue_name": "acme-diffs-events",
 }
