@@ -82,7 +82,7 @@ def test_key_values_name_the_missing_key(record: dict, problem: str) -> None:
         ('{"id":NaN}', ("id",), None),
         ('{"id":"abc', ("id",), None),  # unterminated
         ('{"id":1 "v":1}', ("id",), None),  # the next name is not where a name goes
-        ('{id:1}', ("id",), None),  # an unquoted name where the key could be
+        ("{id:1}", ("id",), None),  # an unquoted name where the key could be
         (b'{"id":"\xff"}', ("id",), None),
         ("", ("id",), None),
         ('{"id":2,"v":}, {"id":3}]', ("id",), None),  # more than one value
@@ -94,9 +94,7 @@ def test_readable_key(line: str | bytes, key: tuple[str, ...], values: tuple | N
     assert records.readable_key(line, key) == values
 
 
-_scalars = st.one_of(
-    st.integers(-(2**70), 2**70), st.text(max_size=6), st.booleans(), st.just(1.5)
-)
+_scalars = st.one_of(st.integers(-(2**70), 2**70), st.text(max_size=6), st.booleans(), st.just(1.5))
 _records = st.fixed_dictionaries(
     {"id": _scalars},
     optional={"v": st.one_of(_scalars, st.lists(_scalars, max_size=3)), "w": st.text()},

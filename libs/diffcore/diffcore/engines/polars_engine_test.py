@@ -382,6 +382,7 @@ def test_quarantine(tmp_path: Path) -> None:
         memory_budget=1,
         partition_bytes=40,
     )
+
     def by_key(events: list[dict]) -> list[dict]:  # partitions write in their own key order
         return sorted(events, key=lambda e: json.dumps(e["key"]))
 
