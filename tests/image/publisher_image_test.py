@@ -5,10 +5,10 @@ plus the Fargate PEX, `publish_stage.stage_docker_context`), built, then run as 
 host's loopback: every event of the day reaches the topic.
 
 What these machines need (see apps/kafka_publisher/README.md, "Image"): Docker Hub is
-unreachable, so the Dockerfile's `FROM python:3.11-slim` is replaced (`--from`) by a Debian 12
-base with python3.11 made by `tools/oci-base-image` (debootstrap); crun refuses the host's hybrid
-cgroups, so runc runs the containers; the default RLIMIT_NOFILE/NPROC exceed the hard limits,
-so the process' own limits are passed.
+unreachable, so the Dockerfile's `FROM python:3.11-slim-bookworm` is replaced (`--from`) by a
+Debian 12 base with python3.11 made by `tools/oci-base-image` (debootstrap); crun refuses the
+host's hybrid cgroups, so runc runs the containers; the default RLIMIT_NOFILE/NPROC exceed the
+hard limits, so the process' own limits are passed.
 """
 
 from __future__ import annotations
