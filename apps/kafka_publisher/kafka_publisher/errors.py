@@ -8,6 +8,7 @@ EXIT_CONFIG = 11
 EXIT_DELIVERY = 12
 EXIT_BAD_DATA = 13
 EXIT_UNREADABLE_KEYS = 14
+EXIT_CONCURRENT = 15
 
 
 class PublisherError(Exception):
@@ -57,3 +58,11 @@ class UnreadableKeys(PublisherError):
 
     exit_code = EXIT_UNREADABLE_KEYS
     kind = "unreadable_keys"
+
+
+class ConcurrentRun(PublisherError):
+    """Another publisher holds the date (the 02:00 floor and the chained run, or a redelivered
+    event, at once): this run publishes nothing, the other one publishes the day."""
+
+    exit_code = EXIT_CONCURRENT
+    kind = "concurrent_run"

@@ -43,17 +43,31 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from diffcore import layout
+from diffcore.errors import DiffError
 from diffcore.events import OPS
 from diffcore.manifest import DataFile, Manifest
+from diffcore.runlock import RunLock, new_run_id
 from kafka_publisher import checkpoints, parallel, reader
-from kafka_publisher.errors import BadData, ConfigError, DeliveryError, UnreadableKeys
+from kafka_publisher.errors import (
+    BadData,
+    ConcurrentRun,
+    ConfigError,
+    DeliveryError,
+    UnreadableKeys,
+)
 from kafka_publisher.logs import Redactor, get_logger
 
 POLL_EVERY = 1000  # messages between two poll(0) calls (serves error reports and logs)
+# A killed publisher's S3 lease (no cleanup ran) blocks the date this long: longer than a day's
+# publish takes (minutes), short enough for the next day's floor and a manual rerun.
+LEASE_TTL = timedelta(hours=2)
 _MAX_LOGGED_FAILURES = 5
 
 
@@ -499,12 +513,45 @@ def publish_day(
     manifest and the checkpoints, and stops). With `workers` > 1 (and more than one file to
     verify), files are verified and then published by that many worker processes
     (`parallel.publish_files`), each with its own producer; otherwise in this process, one file
-    after the other.
+    after the other. One publisher at a time holds the date (`publishing_lease`).
     """
-    log = get_logger("publisher")
     summary = summary if summary is not None else Summary(run_date=run_date, dry_run=False)
     manifest = reader.read_manifest(diffs_location, run_date)
     check_unreadable_keys(manifest, accept_unreadable_keys)
+    with publishing_lease(diffs_location, run_date):
+        return _publish_day(
+            diffs_location, run_date, topic, sink_factory, tombstones, summary, workers, manifest
+        )
+
+
+@contextmanager
+def publishing_lease(diffs_location: str, run_date: str) -> Iterator[None]:
+    """One publisher per date at a time (`diffcore.runlock` on `<diffs>/_published/<D>/`):
+    the 02:00 floor, the chained run and a redelivered event may start together; the second
+    fails at once with `ConcurrentRun` (exit 15) and publishes nothing. A publisher killed
+    without cleaning up leaves an S3 lease that expires after `LEASE_TTL`."""
+    lock = RunLock(layout.published_folder(diffs_location, run_date), new_run_id(), LEASE_TTL)
+    try:
+        lock.acquire()
+    except DiffError as exc:
+        raise ConcurrentRun(exc.message, run_date=run_date) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _publish_day(
+    diffs_location: str,
+    run_date: str,
+    topic: str,
+    sink_factory: Callable[[], KafkaSink],
+    tombstones: bool,
+    summary: Summary,
+    workers: int,
+    manifest: Manifest,
+) -> Summary:
+    log = get_logger("publisher")
     summary.files = len(manifest.files)
     todo: list[DataFile] = []
     to_verify: list[DataFile] = []  # todo, and skipped files whose checkpoint has no counts

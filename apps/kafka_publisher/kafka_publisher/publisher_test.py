@@ -6,6 +6,8 @@ import gzip
 import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from diffcore.events import event_id, kafka_key, parse_event
 from kafka_publisher import checkpoints
 from kafka_publisher.errors import (
     EXIT_BAD_DATA,
+    EXIT_CONCURRENT,
     EXIT_DELIVERY,
     EXIT_NOT_READY,
     EXIT_OK,
@@ -884,3 +887,45 @@ def test_a_day_with_unreadable_after_keys_is_refused_unless_accepted(
     assert run({**day, "ACCEPT_UNREADABLE_KEYS": "true"}) == EXIT_OK
     changes = manifest.counts.changes
     assert len(consume(day, changes)) == changes
+
+
+def test_one_publisher_per_date_a_second_one_publishes_nothing(day: dict[str, str]) -> None:
+    """The 02:00 floor and the chained run (or a redelivered event) at once: while one holds
+    the date's lease, another exits 15 at once and produces nothing; then the day is published
+    once, and the lease is given back."""
+    from diffcore.runlock import RunLock
+
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 20), records_per_file=10)
+    other = RunLock(layout.published_folder(day["DIFFS_LOCATION"], D1), "other-publisher")
+    other.acquire()
+    try:
+        assert run(day) == EXIT_CONCURRENT
+        assert (
+            consume_all(day["KAFKA_BOOTSTRAP_SERVERS"], day["KAFKA_TOPIC"], idle_timeout=1.0) == []
+        )
+    finally:
+        other.release()
+    assert run(day) == EXIT_OK
+    assert run(day) == EXIT_OK  # a rerun: every file checkpointed, nothing produced
+    messages = consume(day, 20)
+    ids = [dict(m.headers())["event_id"] for m in messages]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert checkpoint_names(day, D1) == ["part-00000.jsonl.json", "part-00001.jsonl.json"]
+
+
+def test_two_publishers_started_together_publish_the_day_once(day: dict[str, str]) -> None:
+    """Two real publisher processes started at the same moment on one date: every event is on
+    the topic exactly once; each process exits 0 (it published, or found the day done) or 15
+    (the other held the date)."""
+    write_day(day["DIFFS_LOCATION"], D1, make_events(D1, 3000), records_per_file=500)
+    env = {**os.environ, **day, "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = "import sys; from kafka_publisher.main import main; sys.exit(main())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes in ([EXIT_OK, EXIT_OK], [EXIT_OK, EXIT_CONCURRENT]), codes
+    messages = consume(day, 3000)
+    ids = [dict(m.headers())["event_id"] for m in messages]
+    assert len(ids) == 3000 and len(set(ids)) == 3000

@@ -36,6 +36,9 @@ from pipeline_infra.config import PipelineConfig
 # The publisher's exit codes (docs/decisions.md, "Exit codes").
 PUBLISHER_EXIT_OK = 0
 PUBLISHER_EXIT_NOT_READY = 10
+# Another publisher held the date (the floor and the chained run at once): not a failure, the
+# other run publishes the day (apps/kafka_publisher: publishing_lease).
+PUBLISHER_EXIT_CONCURRENT = 15
 GLUE_FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR")
 
 
@@ -140,14 +143,21 @@ class Alarms(Construct):
                     **task_stopped,
                     "containers": {
                         "exitCode": [
-                            {"anything-but": [PUBLISHER_EXIT_OK, PUBLISHER_EXIT_NOT_READY]}
+                            {
+                                "anything-but": [
+                                    PUBLISHER_EXIT_OK,
+                                    PUBLISHER_EXIT_NOT_READY,
+                                    PUBLISHER_EXIT_CONCURRENT,
+                                ]
+                            }
                         ]
                     },
                 },
             ),
             f"[diffs-pipeline] Kafka publisher task {path('$.detail.taskArn')} stopped with a "
             f"failing exit code ({path('$.detail.stoppedReason')}). Exit codes: 11 configuration, "
-            f"12 delivery, 13 bad data (docs/decisions.md); the task's log stream says which.",
+            f"12 delivery, 13 bad data, 14 unreadable keys (docs/decisions.md); the task's log "
+            f"stream says which.",
         )
         self.publisher_start_failed_rule = self._rule(
             "PublisherFailedToStart",

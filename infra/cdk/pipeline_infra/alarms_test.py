@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_infra.alarms import PUBLISHER_EXIT_NOT_READY
+from pipeline_infra.alarms import PUBLISHER_EXIT_CONCURRENT, PUBLISHER_EXIT_NOT_READY
 from pipeline_infra.testing import Synth, default_synth, imports_synth, render
 
 TASK_DEF_PREFIX = (
@@ -88,7 +88,11 @@ def _ecs_detail(synth: Synth, rule) -> dict:
 
 def test_publisher_nonzero_exit_rule(synth: Synth) -> None:
     detail = _ecs_detail(synth, synth.stack.alarms.publisher_failed_rule)
-    assert detail == {"containers": {"exitCode": [{"anything-but": [0, PUBLISHER_EXIT_NOT_READY]}]}}
+    assert detail == {
+        "containers": {
+            "exitCode": [{"anything-but": [0, PUBLISHER_EXIT_NOT_READY, PUBLISHER_EXIT_CONCURRENT]}]
+        }
+    }
 
 
 def test_publisher_failed_to_start_rule(synth: Synth) -> None:
@@ -98,6 +102,7 @@ def test_publisher_failed_to_start_rule(synth: Synth) -> None:
 
 def test_diffs_not_ready_rule(synth: Synth) -> None:
     assert PUBLISHER_EXIT_NOT_READY == 10  # docs/decisions.md
+    assert PUBLISHER_EXIT_CONCURRENT == 15  # another publisher holds the date: not a failure
     detail = _ecs_detail(synth, synth.stack.alarms.not_ready_rule)
     assert detail == {"containers": {"exitCode": [10]}}
     (target,) = _rule(synth, synth.stack.alarms.not_ready_rule)["Targets"]

@@ -82,6 +82,11 @@ def run_folder(diffs_location: str, run_date: date | str) -> str:
     return join(diffs_location, date_folder(run_date))
 
 
+def published_folder(diffs_location: str, run_date: date | str) -> str:
+    """`<diffs>/_published/<D>`: the publisher's checkpoints of a date, and its lock."""
+    return join(diffs_location, PUBLISHED_PREFIX, date_folder(run_date))
+
+
 def checkpoint_key(run_date: date | str, data_file: str) -> str:
     """Relative key of the publisher's checkpoint for one data file of a date."""
     return f"{PUBLISHED_PREFIX}/{date_folder(run_date)}/{data_file}.json"
