@@ -10,6 +10,10 @@ how to give it. Each of these would otherwise deploy "successfully" and fail lat
 * the broker network: either the brokers' VPC (`vpc_id`) or where they are (`kafka_broker_cidr`,
   given explicitly): the default security group egress to 0.0.0.0/0 is a placeholder (a created
   VPC's task then reaches the brokers through routes the operator adds, or NAT / a public IP);
+* a created VPC with no way out (no NAT gateway, no public IP): the task reaches AWS through
+  the endpoints, but no broker;
+* SASL credentials without `kafka_secret_arn`: the stack's own secret holds a generated
+  password the brokers do not know;
 * an alarm subscriber (`alarm_email`): alarms fire into a topic nobody reads.
 
 `mode=placeholder` synthesizes without these checks (tests, reading the template); its stack is
@@ -49,6 +53,19 @@ def deploy_problems(config: PipelineConfig, given: Collection[str]) -> list[str]
             "-c subnet_ids=subnet-...,subnet-... for the task) or -c kafka_broker_cidr=<the "
             "brokers' CIDR> for the created VPC (reached through routes you add, or with "
             "-c nat_gateways=1 / -c assign_public_ip=true for brokers on the Internet)"
+        )
+    if not config.vpc_id and not config.nat_gateways and not config.public_ip:
+        problems.append(
+            "the created VPC is isolated (no NAT gateway, no public IP): the task reaches AWS "
+            "through the VPC endpoints but no broker; pass -c vpc_id=vpc-... (the brokers' VPC, "
+            "or one peered with it), or -c nat_gateways=1 / -c assign_public_ip=true for "
+            "brokers on the Internet"
+        )
+    if config.uses_sasl and not config.kafka_secret_arn:
+        problems.append(
+            "SASL credentials but no kafka_secret_arn: the stack would create a secret holding a "
+            "generated password the brokers do not know; pass -c kafka_secret_arn=<a secret with "
+            "username and password>, or -c kafka_auth=iam (MSK IAM, no secret)"
         )
     if not config.alarm_email:
         problems.append(

@@ -17,6 +17,8 @@ from pipeline_infra.testing import fixture_paths
 COMPLETE = {
     "kafka_bootstrap_servers": "b-1.kafka.example.com:9096",
     "kafka_broker_cidr": "10.20.0.0/16",
+    "nat_gateways": "1",  # the created VPC's way to brokers on the Internet
+    "kafka_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-AbCdEf",
     "alarm_email": "data-oncall@example.com",
 }
 
@@ -40,7 +42,18 @@ def test_deploy_is_the_default_mode() -> None:
 def test_a_complete_configuration_has_no_problem() -> None:
     assert _problems(_deploy_context()) == []
     # The brokers' VPC instead of their CIDR; an existing image instead of the PEX.
-    assert _problems(_deploy_context(kafka_broker_cidr=None, vpc_id="vpc-0123456789abcdef0")) == []
+    imported = _deploy_context(
+        kafka_broker_cidr=None, nat_gateways=None, vpc_id="vpc-0123456789abcdef0"
+    )
+    assert _problems(imported) == []
+    # MSK IAM: no secret needed.
+    iam = _deploy_context(
+        kafka_secret_arn=None,
+        kafka_auth="iam",
+        msk_cluster_arn="arn:aws:kafka:us-east-1:123456789012:cluster/events/0a1b2c3d-1",
+        kafka_ports="9098",
+    )
+    assert _problems(iam) == []
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/diffs/publisher:1.0"
     assert (
         _problems(_deploy_context(publisher_pex_path="/nope.pex", publisher_image_uri=image)) == []
@@ -54,6 +67,8 @@ def test_a_complete_configuration_has_no_problem() -> None:
         ({"kafka_bootstrap_servers": None}, "kafka_bootstrap_servers is empty"),
         ({"kafka_broker_cidr": None}, "no broker network"),
         ({"alarm_email": None}, "alarm_email is empty"),
+        ({"nat_gateways": None}, "the created VPC is isolated"),
+        ({"kafka_secret_arn": None}, "SASL credentials but no kafka_secret_arn"),
     ],
 )
 def test_each_missing_piece_is_named(missing: dict[str, Any], named: str) -> None:
