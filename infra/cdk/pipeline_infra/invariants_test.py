@@ -1,5 +1,6 @@
 """Rules of the synthesized template, asserted as invariants (computed from the template, not
-pinned numbers), for the default and the "imports" configurations:
+pinned numbers), for the default and the "imports" configurations and two with DST zones
+(America/New_York, Europe/Berlin):
 
 * both schedules happen exactly once on every day of 2026-2030 in their time zone, and the diff
   job, started as late as Scheduler may (flexible window + retry window) and running to its
@@ -25,13 +26,23 @@ import pytest
 from pipeline_infra.nag import CHECKOV_SKIPS, _find
 from pipeline_infra.schedules import days_of, dst_problems, utc_instant
 from pipeline_infra.testing import Synth, as_list, default_synth, imports_synth, render
+from pipeline_infra.testing import synth as synth_with
 
 YEARS = range(2026, 2031)
 _CRON_RE = re.compile(r"^cron\((\d{1,2}) (\d{1,2}) \* \* \? \*\)$")
 
 
-@pytest.fixture(scope="module", params=["default", "imports"])
+# Zones with DST (the ones the docs name), at times that are valid every day there.
+DST_CONTEXTS = {
+    "new_york": {"timezone": "America/New_York", "glue_time": "00:30", "publisher_time": "03:00"},
+    "berlin": {"timezone": "Europe/Berlin", "glue_time": "00:45", "publisher_time": "04:00"},
+}
+
+
+@pytest.fixture(scope="module", params=["default", "imports", *DST_CONTEXTS])
 def synth(request: pytest.FixtureRequest) -> Synth:
+    if request.param in DST_CONTEXTS:
+        return synth_with(DST_CONTEXTS[request.param])
     return default_synth() if request.param == "default" else imports_synth()
 
 
@@ -258,3 +269,20 @@ def test_customer_managed_keys_in_the_context_get_decrypt() -> None:
     assert len(decrypts) == 2
     assert all("kms:ViaService" in st["Condition"]["StringEquals"] for st in decrypts)
     assert not any("kms:" in a for a, _ in synth.grants(synth.stack.publish.task_role))
+
+
+def test_checkov_acknowledgments_reach_the_template(synth: Synth) -> None:
+    """checkov reads its skips from each resource's Metadata (`checkov.skip`): every
+    acknowledgment of nag.CHECKOV_SKIPS is there, on its resource, with its reason, and no skip
+    is there that nag.py does not list (checkov itself is run by hand: infra/cdk/README.md)."""
+    want = {
+        (synth.stack.get_logical_id(_find(synth.stack, skip.path)), skip.rule, skip.reason)
+        for skip in CHECKOV_SKIPS
+    }
+    got = {
+        (logical_id, item["id"], item["comment"])
+        for logical_id, resource in synth.raw["Resources"].items()
+        for item in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    }
+    assert got == want
+    assert all(reason.strip() for _, _, reason in got)

@@ -51,6 +51,11 @@ def test_fargate_task_definition(synth: Synth) -> None:
     assert task["NetworkMode"] == "awsvpc"
     assert (task["Cpu"], task["Memory"]) == ("512", "1024")
     assert task["Family"] == "diffs-pipeline-publisher"
+    # The platform the PEX is built for (complete_platforms: linux x86_64, CPython 3.11).
+    assert task["RuntimePlatform"] == {
+        "CpuArchitecture": "X86_64",
+        "OperatingSystemFamily": "LINUX",
+    }
     publish = synth.stack.publish
     assert task["TaskRoleArn"] == {"Fn::GetAtt": [synth.logical_id(publish.task_role), "Arn"]}
     assert task["ExecutionRoleArn"] == {
