@@ -335,7 +335,14 @@ def test_end_to_end_on_s3_then_rerun_replaces(s3, spark, capsys) -> None:
     ]
     done = [entry for entry in logs if entry["event"] == "run_complete"][0]
     # ids 0,1 deleted; 10..13 created; 3,6,9 updated (v + 1)
-    assert done["counts"] == {"c": 4, "u": 3, "d": 2, "unchanged": 5, "bad_records": 0}
+    assert done["counts"] == {
+        "c": 4,
+        "u": 3,
+        "d": 2,
+        "unchanged": 5,
+        "bad_records": 0,
+        "withheld": 0,
+    }
     m = _manifest(s3)
     assert (m.counts.c, m.counts.u, m.counts.d, m.counts.unchanged) == (4, 3, 2, 5)
     assert [f.name for f in m.files] == [layout.data_file_name(i) for i in range(5)]
@@ -514,7 +521,14 @@ def test_date_templated_locations_on_s3(s3, spark, capsys) -> None:
     assert start["before"] == f"s3://{DATA}/exports/2026-11-24/"
     assert start["before_template"] == f"s3://{DATA}/exports/{{yesterday}}/"
     done = next(e for e in logs if e["event"] == "run_complete")
-    assert done["counts"] == {"c": 1, "u": 1, "d": 1, "unchanged": 0, "bad_records": 0}
+    assert done["counts"] == {
+        "c": 1,
+        "u": 1,
+        "d": 1,
+        "unchanged": 0,
+        "bad_records": 0,
+        "withheld": 0,
+    }
     m = Manifest.from_json(
         s3.get_object(Bucket=BUCKET, Key="templated/2026-11-25/_manifest.json")["Body"].read()
     )

@@ -597,6 +597,20 @@ tr.changed td {{ background: #fff0b3; font-weight: bold; }}
 # Main
 
 
+def _printable(value: Any) -> Any:
+    """`value` with every lone surrogate (a leaf path or payload read from `"\\ud800"`) as its
+    `\\uXXXX` escape: text a terminal, a JSON line and an HTML page can hold (contract §1)."""
+    from diffcore.jsonvalue import escape_lone_surrogates
+
+    if isinstance(value, str):
+        return escape_lone_surrogates(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
 def _error_line(exc: DiffError) -> str:
     return f"{PROG}: error: {exc.describe()}"
 
@@ -657,10 +671,11 @@ def _run_diff(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"status": "error", **err.to_dict(), "exit_code": err.exit_code}))
         return err.exit_code
-    summary = summary_dict(result.manifest, result.folder, elapsed)
+    summary = _printable(summary_dict(result.manifest, result.folder, elapsed))
     if args.html:
         try:
-            report = render_html(summary, _sample_events(result.manifest, result.folder))
+            sample = _printable(_sample_events(result.manifest, result.folder))
+            report = render_html(summary, sample)
             store.write_text(args.html, report)
             summary["html"] = args.html
         except OSError as exc:

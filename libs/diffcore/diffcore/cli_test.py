@@ -354,3 +354,25 @@ def test_bad_location_templates_are_config_errors(
     err = capsys.readouterr().err.strip()
     assert err.startswith("diffcore: error: config_error: ") and message in err, err
     assert "\n" not in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("output", ["summary", "json"])
+def test_lone_surrogate_names_print_as_escapes(tmp_path: Path, output: str) -> None:
+    """A member name read from `"\\ud800"` (valid JSON, kept as written) reaches the summary's
+    most-changed fields and schema drift, the JSON summary and the HTML report as its escape,
+    through a real UTF-8 stdout (an unescaped lone surrogate cannot be encoded)."""
+    before = _write(tmp_path / "b", ['{"id":1,"\\ud800":1}'])
+    after = _write(tmp_path / "a", ['{"id":1,"\\ud800":2,"\\udc00x":"y"}'])
+    flag = ["--json"] if output == "json" else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffcore", "diff", before, after, "--key", "id"]
+        + ["--out", str(tmp_path / "out"), "--run-date", "2026-11-25"]
+        + ["--html", str(tmp_path / "r.html"), *flag],
+        capture_output=True,
+        encoding="utf-8",
+        env={"PYTHONPATH": str(Path(cli.__file__).resolve().parents[1]), "PATH": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\\ud800" in proc.stdout and "\\udc00x" in proc.stdout
+    assert "\\udc00x" in (tmp_path / "r.html").read_text(encoding="utf-8")

@@ -102,74 +102,101 @@ def _decode(token: bytes) -> Any:
 def readable_key(raw: str | bytes, key: Sequence[str]) -> tuple[Any, ...] | None:
     """The key a bad line still names, or None when it cannot be read with certainty.
 
-    Read leniently (the line is bad: a trailing comma, a cut-off end, a duplicate member
-    elsewhere, an invalid byte elsewhere), but certainly: the line is an object (`{` first);
-    each key path is reached through objects by member names, occurs exactly once at its
-    place, and holds one scalar token that is valid JSON on its own (a string, a number,
-    `true`/`false`), and the names on the way are valid strings; brackets close in order and
-    nothing follows the object (a line holds one record). A key named twice, a null,
-    object or array key value, or any doubt: None (the manifest counts the line as one whose
-    key could not be read)."""
+    The line is read as JSON's grammar says, token by token, tolerating only damage that
+    cannot move a member or hide a record: a value that is not JSON on its own (`NaN`, `01`,
+    `'x'`, a string with a bad escape or byte), a trailing comma, a member named twice away
+    from the key's path, and a cut-off end. Any other token out of place (a quote inside a
+    string, two values in a row, an object glued after a value, a closer that does not match)
+    is doubt: None. The key: each key path reached through objects by member names, named
+    once at every step, holding one scalar token (a string, a number, `true`/`false`) that is
+    valid JSON on its own and that a `,` or `}` ends (a number at a cut-off end may be cut).
+    None is counted in the manifest as a line whose key could not be read."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     wanted = {tuple(p.split(".")): i for i, p in enumerate(key)}
-    prefixes = {path[:n] for path in wanted for n in range(1, len(path))}
+    relevant = {path[:n] for path in wanted for n in range(1, len(path) + 1)}
     found: list[list[bytes]] = [[] for _ in key]
-    # The containers open at the current point: for an object, its path (None when it is not
-    # on any key path, or lies inside an array) and the member name just read.
-    stack: list[list[Any]] = []
-    expect_name = False
     tokens = _tokens(raw)
     first = next(tokens, None)
-    if first is None or first[0] != 0x7B:  # {
+    if first is None or first[0] != _OPEN_OBJECT:
         return None
-    stack.append(["{", (), None])
-    expect_name = True
-    pending_value_of: int | None = None  # the key path whose value comes next
+    # Open containers: [kind, path (objects on a key path, else None), state, name, names seen]
+    stack: list[list[Any]] = [[_OPEN_OBJECT, (), _NAME_OR_CLOSE, None, set()]]
+    held: int | None = None  # the key path whose value was just read, until `,` or `}`
     for kind, text in tokens:
         if not stack:
-            return None  # more after the record's object: more than one value
+            return None  # more after the record's object: a line holds one record
         top = stack[-1]
-        if pending_value_of is not None:
-            i, pending_value_of = pending_value_of, None
-            if kind in (0x22, 0):
-                found[i].append(text)
+        state = top[2]
+        if held is not None and kind not in (_COMMA, _CLOSE_OBJECT):
+            return None  # the key's value is not ended where a value ends
+        held = None
+        if state in (_VALUE, _VALUE_OR_CLOSE):
+            if (
+                kind == _CLOSE_ARRAY
+                and state == _VALUE_OR_CLOSE
+                or (kind == _CLOSE_ARRAY and top[0] == _OPEN_ARRAY and state == _VALUE)
+            ):  # `[]`, or a trailing comma
+                stack.pop()
+                if stack:
+                    stack[-1][2] = _COMMA_OR_CLOSE
                 continue
-            found[i].append(b"")  # an object, array or junk: no scalar key value
-        if kind in (0x7B, 0x5B):  # { [
-            if top[0] == "{" and top[1] is not None and top[2] is not None:
-                path = top[1] + (top[2],)
-                inner = path if kind == 0x7B and path in prefixes else None
+            if kind in (_STRING, _WORD):
+                if top[0] == _OPEN_OBJECT and top[1] is not None:
+                    i = wanted.get(top[1] + (top[3],))
+                    if i is not None:
+                        found[i].append(text)
+                        held = i
+                top[2] = _COMMA_OR_CLOSE
+                continue
+            if kind in (_OPEN_OBJECT, _OPEN_ARRAY):
+                path = None
+                if top[0] == _OPEN_OBJECT and top[1] is not None:
+                    inner = top[1] + (top[3],)
+                    path = inner if kind == _OPEN_OBJECT and inner in relevant else None
+                    i = wanted.get(inner)
+                    if i is not None:
+                        found[i].append(b"")  # an object or array: no scalar key value
+                top[2] = _COMMA_OR_CLOSE
+                state_in = _NAME_OR_CLOSE if kind == _OPEN_OBJECT else _VALUE_OR_CLOSE
+                stack.append([kind, path, state_in, None, set()])
+                continue
+            return None
+        if state == _COMMA_OR_CLOSE:
+            if kind == _COMMA:
+                top[2] = _NAME if top[0] == _OPEN_OBJECT else _VALUE
+            elif kind == (_CLOSE_OBJECT if top[0] == _OPEN_OBJECT else _CLOSE_ARRAY):
+                stack.pop()
+                if stack:
+                    stack[-1][2] = _COMMA_OR_CLOSE
             else:
-                inner = None
-            stack.append(["{" if kind == 0x7B else "[", inner, None])
-            expect_name = kind == 0x7B
-        elif kind in (0x7D, 0x5D):  # } ]
-            if top[0] != ("{" if kind == 0x7D else "["):
-                return None  # a closer that does not match its opener
-            stack.pop()
-            expect_name = False
-        elif kind == 0x2C:  # ,
-            expect_name = top[0] == "{"
-        elif kind == 0x3A:  # :
-            if top[0] == "{" and top[1] is not None and top[2] is not None:
-                i = wanted.get(top[1] + (top[2],))
-                if i is not None:
-                    pending_value_of = i
-            expect_name = False
-        elif top[0] == "{" and expect_name:
+                return None
+            continue
+        if state in (_NAME, _NAME_OR_CLOSE):
+            if kind == _CLOSE_OBJECT:  # `{}`, or a trailing comma
+                stack.pop()
+                if stack:
+                    stack[-1][2] = _COMMA_OR_CLOSE
+                continue
+            if kind != _STRING:
+                return None  # an unquoted name: where does the member start?
             try:
-                name = _decode(text) if kind == 0x22 else None
+                name = _decode(text)
             except ValueError:
                 name = None
-            if not isinstance(name, str):
-                if top[1] is not None and any(p[: len(top[1])] == top[1] for p in wanted):
-                    return None  # an unreadable name where a key path could be: doubt
-                name = None
-            top[2] = name
-            expect_name = False
-    if pending_value_of is not None:
-        found[pending_value_of].append(b"")
+            on_path = top[1] is not None
+            if on_path and (name is None or top[1] + (name,) in relevant):
+                if name is None or name in top[4]:
+                    return None  # a name on the key's path unreadable, or named twice
+                top[4].add(name)
+            top[3] = name
+            top[2] = _COLON
+            continue
+        if state == _COLON:
+            if kind != _COLON_TOKEN:
+                return None
+            top[2] = _VALUE
+            continue
     values = []
     for path, tokens_found in zip(key, found, strict=True):
         if len(tokens_found) != 1 or not tokens_found[0]:
@@ -181,4 +208,16 @@ def readable_key(raw: str | bytes, key: Sequence[str]) -> tuple[Any, ...] | None
         if key_value_problem(path, value) is not None:
             return None
         values.append(value)
+    if held is not None and _decode_is_number_like(found[held][0]):
+        return None  # a number at the cut-off end: it may have been longer
     return tuple(values)
+
+
+def _decode_is_number_like(token: bytes) -> bool:
+    return not token.startswith(b'"')
+
+
+_OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 0x7B, 0x7D, 0x5B, 0x5D
+_COMMA, _COLON_TOKEN, _STRING, _WORD = 0x2C, 0x3A, 0x22, 0
+# What an open container expects next.
+_NAME_OR_CLOSE, _NAME, _COLON, _VALUE, _VALUE_OR_CLOSE, _COMMA_OR_CLOSE = range(6)

@@ -65,10 +65,11 @@ def test_key_values_name_the_missing_key(record: dict, problem: str) -> None:
         ('{"id":2,"v":', ("id",), (2,)),  # cut off
         ('{"id":"a","v":1,"v":2}', ("id",), ("a",)),  # a duplicate member elsewhere
         ('{"id":1.0,"v":NaN}', ("id",), (jsonvalue.Number("1.0"),)),
-        ('{"x":{"id":5},"id":7,,}', ("id",), (7,)),  # an id in another object is not it
+        ('{"x":{"id":5},"id":7,}', ("id",), (7,)),  # an id in another object is not it
+        ('{"x":{"id":5},"id":7,,}', ("id",), None),  # two commas: out of the grammar
         ('{"a":[{"id":3}],"id":4,}', ("id",), (4,)),
         ('{"c":{"id":1,"t":"x"},"c2":3,}', ("c.id",), (1,)),
-        ('{"t":"br","c":{"id":1,,}}', ("t", "c.id"), ("br", 1)),
+        ('{"t":"br","c":{"id":1,}}', ("t", "c.id"), ("br", 1)),
         ('{"id":"\\ud800",}', ("id",), ("\ud800",)),
         (b'{"id":7,"v":"\xff"}', ("id",), (7,)),  # an invalid byte elsewhere
         ('{"id":1,"id":2}', ("id",), None),  # the key itself twice: which one?
@@ -86,6 +87,18 @@ def test_key_values_name_the_missing_key(record: dict, problem: str) -> None:
         (b'{"id":"\xff"}', ("id",), None),
         ("", ("id",), None),
         ('{"id":2,"v":}, {"id":3}]', ("id",), None),  # more than one value
+        # A token out of place near the key is doubt, never another key (adversarial review):
+        ('{"id":"O"Brien","v":1}', ("id",), None),  # a quote inside the key string
+        ('{"v":1,"id":12', ("id",), None),  # a number at a cut-off end may be cut
+        ('{"v":1,"id":"ab"', ("id",), ("ab",)),  # a closed string is whole
+        ('{"id":1 2,"v":1}', ("id",), None),
+        ('{"id":5,"v":1{"id":7,"v":1}', ("id",), None),  # two records glued
+        ('{"id":5,"v":"abc{"id":7,"v":1}', ("id",), None),
+        ('{"id":"O Brien,"z":true}', ("id",), None),
+        ('{"id":true false}', ("id",), None),
+        ('{"id"x:1,}', ("id",), None),
+        ('{"c":{"id":1},"c":5}', ("c.id",), None),  # a parent on the key path named twice
+        ('{"id":2,"v":[1,2,]}', ("id",), (2,)),  # a trailing comma in an array
         ('{"id":2,"v":[1}', ("id",), None),  # brackets out of order
         ('{"id":2}}', ("id",), None),
     ],
@@ -123,3 +136,36 @@ def test_the_rest_of_an_array_file_names_no_key() -> None:
     assert sources.is_array_rest(message)
     assert records.key_of_bad_record('{"id":2,"v":NaN', message, ("id",)) is None
     assert records.key_of_bad_record('{"id":2,"v":NaN', "invalid JSON: x", ("id",)) == (2,)
+
+
+_EDIT_BYTES = st.sampled_from(list(b'" ,}{:[]0a.\\'))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_records, min_size=1, max_size=3),
+    st.integers(0, 10_000),
+    st.sampled_from(["delete", "insert", "replace"]),
+    _EDIT_BYTES,
+)
+def test_a_one_byte_damage_never_reads_another_records_key(
+    records_: list[dict], where: int, edit: str, byte: int
+) -> None:
+    """Damage one byte of a line (or of lines glued together): if the line is then bad, the
+    key it reads is the first record's own, or None; never another record's key."""
+    line = "".join(json.dumps(r, ensure_ascii=False) for r in records_).encode()
+    at = where % (len(line) + 1)
+    if edit == "delete":
+        damaged = line[:at] + line[at + 1 :]
+    elif edit == "insert":
+        damaged = line[:at] + bytes([byte]) + line[at:]
+    else:
+        damaged = line[:at] + bytes([byte]) + line[at + 1 :]
+    try:
+        jsonvalue.loads(damaged)
+        return  # still a valid record (then the engines read it as one)
+    except ValueError:
+        pass
+    got = records.readable_key(damaged, ("id",))
+    own = jsonvalue.canonical_json(records_[0]["id"])
+    assert got is None or jsonvalue.canonical_json(got[0]) == own, (damaged, got)

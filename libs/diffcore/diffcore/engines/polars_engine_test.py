@@ -370,8 +370,9 @@ def test_quarantine(tmp_path: Path) -> None:
     assert (m.counts.c, m.counts.u, m.counts.d, m.counts.bad_records) == (1, 1, 0, 6)
     assert m.counts.withheld == 2
     assert [(e["op"], e["key"]) for e in evs] == [("u", {"id": 1}), ("c", {"id": 3})]
-    # Lines whose key cannot be read, per side: `[1]`; `{"v":1}` and `{"id":null}`.
-    assert (m.before.unreadable_keys, m.after.unreadable_keys) == (1, 2)
+    # Lines whose key cannot be read, per side: `[1]`; `{"v":1}`, `{"id":null}` and `{"id":5`
+    # (a number at a cut-off end may have been longer).
+    assert (m.before.unreadable_keys, m.after.unreadable_keys) == (1, 3)
     assert (m.before.bad_records, m.after.bad_records) == (2, 4)
     # The same in partitioned mode (the withheld keys span every partition).
     spilled, spilled_evs = run(
