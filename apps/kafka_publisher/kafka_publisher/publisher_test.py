@@ -846,7 +846,8 @@ def test_a_worker_that_dies_fails_the_run_naming_its_file(tmp_path, monkeypatch,
         r"part-0000[01]\.jsonl; the file is not recorded as published",
         error["error"],
     )
-    assert not (tmp_path / "_published").exists()
+    # No checkpoint (the date's lease was taken and given back: its folder may remain).
+    assert not list((tmp_path / "_published").rglob("*.json"))
 
 
 def test_a_day_with_unreadable_after_keys_is_refused_unless_accepted(
