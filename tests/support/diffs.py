@@ -99,7 +99,7 @@ def write_manifest(
         finished_at=now,
     )
     store.write_text(
-        store.join(layout.run_folder(diffs_location, run_date), layout.MANIFEST_NAME),
+        layout.manifest_location(diffs_location, run_date),
         manifest.to_json(),
     )
     return manifest

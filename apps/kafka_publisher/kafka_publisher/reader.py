@@ -61,17 +61,13 @@ _EVENT_ID = re.compile(r"[0-9a-f]{64}")
 ID_OP, ID_KEY = 0, 65
 
 
-def manifest_location(diffs_location: str, run_date: str) -> str:
-    return store.join(layout.run_folder(diffs_location, run_date), layout.MANIFEST_NAME)
-
-
 def data_file_location(diffs_location: str, run_date: str, name: str) -> str:
     return store.join(layout.run_folder(diffs_location, run_date), name)
 
 
 def read_manifest(diffs_location: str, run_date: str) -> Manifest:
     """The run date's manifest; `NotReady` if there is none, `BadData` if it is unusable."""
-    location = manifest_location(diffs_location, run_date)
+    location = layout.manifest_location(diffs_location, run_date)
     try:
         text = store.read_bytes(location)
     except FileNotFoundError:

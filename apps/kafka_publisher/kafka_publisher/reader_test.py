@@ -62,10 +62,10 @@ def test_unusable_manifests_are_bad_data(tmp_path) -> None:
     with pytest.raises(BadData, match="is for run date 2026-11-25"):
         store.write_bytes(
             store.join(str(tmp_path), "2026-11-26", layout.MANIFEST_NAME),
-            store.read_bytes(reader.manifest_location(str(tmp_path), D)),
+            store.read_bytes(layout.manifest_location(str(tmp_path), D)),
         )
         reader.read_manifest(str(tmp_path), "2026-11-26")
-    store.write_text(reader.manifest_location(str(tmp_path), D), "{not json")
+    store.write_text(layout.manifest_location(str(tmp_path), D), "{not json")
     with pytest.raises(BadData, match="not a valid manifest"):
         reader.read_manifest(str(tmp_path), D)
 

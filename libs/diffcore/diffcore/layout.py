@@ -82,6 +82,11 @@ def run_folder(diffs_location: str, run_date: date | str) -> str:
     return join(diffs_location, date_folder(run_date))
 
 
+def manifest_location(diffs_location: str, run_date: date | str) -> str:
+    """`<diffs>/<D>/_manifest.json`: written last by a run, read first by the publisher."""
+    return join(run_folder(diffs_location, run_date), MANIFEST_NAME)
+
+
 def published_folder(diffs_location: str, run_date: date | str) -> str:
     """`<diffs>/_published/<D>`: the publisher's checkpoints of a date, and its lock."""
     return join(diffs_location, PUBLISHED_PREFIX, date_folder(run_date))
