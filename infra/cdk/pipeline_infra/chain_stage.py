@@ -81,22 +81,7 @@ class ChainStage(Construct):
             ),
             description="EventBridge rule: starts the publisher task when the diff job is done",
         )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="RunPublisherTask",
-                actions=["ecs:RunTask"],
-                resources=[publish.task_definition.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": publish.cluster.cluster_arn}},
-            )
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassPublisherRoles",
-                actions=["iam:PassRole"],
-                resources=[publish.task_role.role_arn, publish.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
+        publish.grant_run_task(self.role)
 
         # ---- the rule ------------------------------------------------------------------------
         self.rule = events.CfnRule(

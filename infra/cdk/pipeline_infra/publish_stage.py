@@ -255,22 +255,7 @@ class PublishStage(Construct):
             )
 
         # ---- schedule ----------------------------------------------------------------------
-        scheduler_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="RunPublisherTask",
-                actions=["ecs:RunTask"],
-                resources=[self.task_definition.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
-            )
-        )
-        scheduler_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassPublisherRoles",
-                actions=["iam:PassRole"],
-                resources=[self.task_role.role_arn, self.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
+        self.grant_run_task(scheduler_role)
         self.schedule = scheduler.CfnSchedule(
             self,
             "Schedule",
@@ -304,6 +289,27 @@ class PublishStage(Construct):
         )
         # The role is ordered by its GetAtt already; its policy (RunTask, PassRole) is not.
         self.schedule.node.add_dependency(role_policy(scheduler_role))
+
+    def grant_run_task(self, role: iam.Role) -> None:
+        """What a trigger's role needs to start the publisher task (the 02:00 schedule, the
+        chained rule): RunTask of this task definition in this cluster, and passing its two
+        roles to ECS tasks only."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RunPublisherTask",
+                actions=["ecs:RunTask"],
+                resources=[self.task_definition.task_definition_arn],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PassPublisherRoles",
+                actions=["iam:PassRole"],
+                resources=[self.task_role.role_arn, self.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
 
     def task_network(self, config: PipelineConfig) -> dict[str, Any]:
         """The task's awsvpc settings, the same for every trigger (the 02:00 schedule and the

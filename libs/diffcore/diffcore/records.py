@@ -208,13 +208,9 @@ def readable_key(raw: str | bytes, key: Sequence[str]) -> tuple[Any, ...] | None
         if key_value_problem(path, value) is not None:
             return None
         values.append(value)
-    if held is not None and _decode_is_number_like(found[held][0]):
-        return None  # a number at the cut-off end: it may have been longer
+    if held is not None and not found[held][0].startswith(b'"'):
+        return None  # a number or literal at the cut-off end: it may have been longer
     return tuple(values)
-
-
-def _decode_is_number_like(token: bytes) -> bool:
-    return not token.startswith(b'"')
 
 
 _OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY = 0x7B, 0x7D, 0x5B, 0x5D
